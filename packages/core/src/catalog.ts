@@ -1,0 +1,328 @@
+/**
+ * The catalog: cached task outputs. Key = hash(project, domain, task name, cache
+ * version, interface, canonical inputs minus ignored ones). Each entry records
+ * which execution produced it (lineage). A catalog can be listed, evicted and
+ * bounded in size.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { canonicalJson, type Json } from "./json.js";
+import { sha256 } from "./hash.js";
+import type { TaskSpec } from "./spec.js";
+
+export interface CacheProducer {
+  execution: string;
+  node: string;
+  attempt: number;
+}
+
+export interface CatalogEntry {
+  key: string;
+  project: string;
+  domain: string;
+  task: string;
+  cacheVersion: string;
+  /** Outputs as a literal (by-reference values are URIs). */
+  outputs: Json;
+  producer: CacheProducer;
+  createdAt: number;
+  /** Size of the stored entry, counted against the catalog's bound. */
+  sizeBytes: number;
+}
+
+export interface CatalogFilter {
+  task?: string;
+  project?: string;
+  domain?: string;
+}
+
+export interface Catalog {
+  get(key: string): Promise<CatalogEntry | undefined>;
+  put(entry: Omit<CatalogEntry, "sizeBytes" | "createdAt">): Promise<CatalogEntry>;
+  list(filter?: CatalogFilter): Promise<CatalogEntry[]>;
+  /** Remove entries; returns how many. */
+  evict(filter?: CatalogFilter & { key?: string }): Promise<number>;
+  /**
+   * Take the lease that lets one caller compute `key` while identical calls wait
+   * (`cache.serialize`). True when taken; a lease older than `ttlMs` is taken over.
+   */
+  acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  release?(key: string, owner: string): Promise<void>;
+  close?(): Promise<void>;
+}
+
+const interfaceHashes = new WeakMap<object, string>();
+
+/** The cache key of a task call. */
+export function cacheKey(task: TaskSpec, version: string, ignore: readonly string[], inputs: Record<string, unknown>): string {
+  let ih = interfaceHashes.get(task.interface);
+  if (!ih) {
+    ih = sha256(canonicalJson(task.interface));
+    interfaceHashes.set(task.interface, ih);
+  }
+  let kept: Record<string, unknown> = inputs;
+  if (ignore.length) {
+    kept = {};
+    for (const k of Object.keys(inputs)) if (!ignore.includes(k)) kept[k] = inputs[k];
+  }
+  return sha256(
+    `${task.id.project}\n${task.id.domain}\n${task.id.name}\n${version}\n${ih}\n${canonicalJson(stripLocal(kept))}`,
+  );
+}
+
+/** Literal form of a value: by-reference values keep their URI, never a machine-local path. */
+export function stripLocal(v: unknown): unknown {
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const x = stripLocal(v[i]);
+      if (x !== v[i]) (out ??= v.slice())[i] = x;
+    }
+    return out ?? v;
+  }
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$tern === "string" && ("path" in o || "rows" in o) && o.uri) {
+      const { path: _p, rows: _r, ...rest } = o;
+      return rest;
+    }
+    let out: Record<string, unknown> | undefined;
+    for (const k of Object.keys(o)) {
+      const x = stripLocal(o[k]);
+      if (x !== o[k]) (out ??= { ...o })[k] = x;
+    }
+    return out ?? v;
+  }
+  return v;
+}
+
+function matches(e: CatalogEntry, f: CatalogFilter & { key?: string }): boolean {
+  return (
+    (f.key === undefined || e.key === f.key) &&
+    (f.task === undefined || e.task === f.task) &&
+    (f.project === undefined || e.project === f.project) &&
+    (f.domain === undefined || e.domain === f.domain)
+  );
+}
+
+/** A catalog that lives as long as its process. */
+export class MemoryCatalog implements Catalog {
+  protected readonly entries = new Map<string, CatalogEntry>();
+  private readonly leases = new Map<string, { owner: string; at: number }>();
+
+  async get(key: string): Promise<CatalogEntry | undefined> {
+    const e = this.entries.get(key);
+    if (e) {
+      // Re-insert: Map order doubles as least-recently-used order.
+      this.entries.delete(key);
+      this.entries.set(key, e);
+    }
+    return e;
+  }
+
+  async put(entry: Omit<CatalogEntry, "sizeBytes" | "createdAt">): Promise<CatalogEntry> {
+    const full: CatalogEntry = { ...entry, createdAt: Date.now(), sizeBytes: 0 };
+    full.sizeBytes = Buffer.byteLength(JSON.stringify(full));
+    this.entries.delete(full.key);
+    this.entries.set(full.key, full);
+    return full;
+  }
+
+  async list(filter: CatalogFilter = {}): Promise<CatalogEntry[]> {
+    return [...this.entries.values()].filter((e) => matches(e, filter));
+  }
+
+  async evict(filter: CatalogFilter & { key?: string } = {}): Promise<number> {
+    let n = 0;
+    for (const e of [...this.entries.values()]) {
+      if (matches(e, filter)) {
+        this.entries.delete(e.key);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  async acquire(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const l = this.leases.get(key);
+    if (l && l.owner !== owner && Date.now() - l.at < ttlMs) return false;
+    this.leases.set(key, { owner, at: Date.now() });
+    return true;
+  }
+
+  async release(key: string, owner: string): Promise<void> {
+    if (this.leases.get(key)?.owner === owner) this.leases.delete(key);
+  }
+}
+
+export interface DiskCatalogOptions {
+  /** Largest total size of entries; least recently used ones go first. @default 1 GiB */
+  maxBytes?: number;
+}
+
+type LogRecord = { op: "put"; entry: CatalogEntry } | { op: "del"; key: string } | { op: "use"; key: string };
+
+/**
+ * The local catalog under `.tern/cache`: an append-only log replayed into memory
+ * at open, so a hit costs no I/O. Entries are bounded by `maxBytes` (least
+ * recently used first); the log is compacted when it grows past twice the live data.
+ * Leases are lock files, so two local processes serialize too.
+ */
+export class DiskCatalog extends MemoryCatalog {
+  private readonly logPath: string;
+  private readonly leaseDir: string;
+  private readonly maxBytes: number;
+  private totalBytes = 0;
+  private logBytes = 0;
+  private fd: number;
+
+  constructor(
+    readonly dir: string,
+    opts: DiskCatalogOptions = {},
+  ) {
+    super();
+    this.maxBytes = opts.maxBytes ?? 1024 ** 3;
+    fs.mkdirSync(dir, { recursive: true });
+    this.logPath = path.join(dir, "catalog.ndjson");
+    this.leaseDir = path.join(dir, "leases");
+    this.replay();
+    this.fd = fs.openSync(this.logPath, "a");
+  }
+
+  private replay(): void {
+    let text = "";
+    try {
+      text = fs.readFileSync(this.logPath, "utf8");
+    } catch {
+      return;
+    }
+    this.logBytes = Buffer.byteLength(text);
+    for (const line of text.split("\n")) {
+      if (!line) continue;
+      let r: LogRecord;
+      try {
+        r = JSON.parse(line) as LogRecord;
+      } catch {
+        continue; // a torn last line after a crash: the entry was never acknowledged
+      }
+      if (r.op === "put") {
+        const old = this.entries.get(r.entry.key);
+        if (old) this.totalBytes -= old.sizeBytes;
+        this.entries.delete(r.entry.key);
+        this.entries.set(r.entry.key, r.entry);
+        this.totalBytes += r.entry.sizeBytes;
+      } else if (r.op === "del") {
+        const old = this.entries.get(r.key);
+        if (old) this.totalBytes -= old.sizeBytes;
+        this.entries.delete(r.key);
+      } else if (r.op === "use") {
+        const e = this.entries.get(r.key);
+        if (e) {
+          this.entries.delete(r.key);
+          this.entries.set(r.key, e);
+        }
+      }
+    }
+  }
+
+  private append(records: LogRecord[]): void {
+    const text = `${records.map((r) => JSON.stringify(r)).join("\n")}\n`;
+    fs.writeSync(this.fd, text);
+    this.logBytes += Buffer.byteLength(text);
+  }
+
+  override async get(key: string): Promise<CatalogEntry | undefined> {
+    const e = await super.get(key);
+    if (e && this.entries.size > 1) this.pendingUses.add(key);
+    return e;
+  }
+
+  private pendingUses = new Set<string>();
+
+  override async put(entry: Omit<CatalogEntry, "sizeBytes" | "createdAt">): Promise<CatalogEntry> {
+    const old = this.entries.get(entry.key);
+    const full = await super.put(entry);
+    this.totalBytes += full.sizeBytes - (old?.sizeBytes ?? 0);
+    const records: LogRecord[] = [...this.flushUses(), { op: "put", entry: full }];
+    for (const victim of this.entries.values()) {
+      if (this.totalBytes <= this.maxBytes || victim.key === full.key) break;
+      this.entries.delete(victim.key);
+      this.totalBytes -= victim.sizeBytes;
+      records.push({ op: "del", key: victim.key });
+    }
+    this.append(records);
+    this.maybeCompact();
+    return full;
+  }
+
+  private flushUses(): LogRecord[] {
+    const out: LogRecord[] = [...this.pendingUses].filter((k) => this.entries.has(k)).map((key) => ({ op: "use", key }));
+    this.pendingUses.clear();
+    return out;
+  }
+
+  override async evict(filter: CatalogFilter & { key?: string } = {}): Promise<number> {
+    const victims = (await this.list(filter)).map((e) => e.key);
+    for (const k of victims) {
+      this.totalBytes -= this.entries.get(k)?.sizeBytes ?? 0;
+      this.entries.delete(k);
+    }
+    if (victims.length) this.append(victims.map((key) => ({ op: "del", key })));
+    this.maybeCompact();
+    return victims.length;
+  }
+
+  /** Total size of live entries. */
+  get sizeBytes(): number {
+    return this.totalBytes;
+  }
+
+  private maybeCompact(): void {
+    if (this.logBytes < 64 * 1024 || this.logBytes < 2 * this.totalBytes) return;
+    const tmp = `${this.logPath}.${process.pid}.tmp`;
+    const text = [...this.entries.values()].map((entry) => JSON.stringify({ op: "put", entry })).join("\n");
+    fs.writeFileSync(tmp, text ? `${text}\n` : "");
+    fs.closeSync(this.fd);
+    fs.renameSync(tmp, this.logPath);
+    this.fd = fs.openSync(this.logPath, "a");
+    this.logBytes = Buffer.byteLength(text) + (text ? 1 : 0);
+  }
+
+  override async acquire(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    fs.mkdirSync(this.leaseDir, { recursive: true });
+    const p = path.join(this.leaseDir, `${key}.lock`);
+    const body = JSON.stringify({ owner, at: Date.now() });
+    try {
+      fs.writeFileSync(p, body, { flag: "wx" });
+      return true;
+    } catch {
+      try {
+        const cur = JSON.parse(fs.readFileSync(p, "utf8")) as { owner: string; at: number };
+        if (cur.owner === owner) return true;
+        if (Date.now() - cur.at >= ttlMs) {
+          fs.writeFileSync(p, body);
+          return true;
+        }
+      } catch {
+        // Lease file vanished between the two calls: try once more next round.
+      }
+      return false;
+    }
+  }
+
+  override async release(key: string, owner: string): Promise<void> {
+    const p = path.join(this.leaseDir, `${key}.lock`);
+    try {
+      const cur = JSON.parse(fs.readFileSync(p, "utf8")) as { owner: string };
+      if (cur.owner === owner) fs.rmSync(p, { force: true });
+    } catch {
+      // already gone
+    }
+  }
+
+  async close(): Promise<void> {
+    const uses = this.flushUses();
+    if (uses.length) this.append(uses);
+    fs.closeSync(this.fd);
+  }
+}

@@ -1,0 +1,252 @@
+/**
+ * Running one attempt of a TypeScript task: materialize by-reference inputs,
+ * validate inputs against the task's zod schemas, call the body with `ctx`,
+ * validate the output, upload by-reference outputs. The same function runs in
+ * the engine's process (`inline`), in a pooled worker (`process`) and in a pod
+ * (`tern-execute`): the same code runs locally and in production.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type BlobStore, digestPath, putContent } from "../blob.js";
+import type { AnyTask, Shape, TaskCtx } from "../dsl.js";
+import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "../errors.js";
+import type { Json } from "../json.js";
+import type { TaskLogger } from "../plugin.js";
+import type { TaskSpec } from "../spec.js";
+import { isTernRef } from "../types.js";
+
+export interface ExecuteRequest {
+  task: TaskSpec;
+  /** Input values: literals, or in-process values. */
+  inputs: Record<string, unknown>;
+  execution: { id: string; project: string; domain: string };
+  node: string;
+  attempt: number;
+  /** Blob key under which checkpoints of this node live. */
+  checkpointPrefix: string;
+  /** Project directory; scratch space goes under its `.tern/scratch`. */
+  workDir: string;
+}
+
+export type ExecuteResult = { ok: true; outputs: unknown } | { ok: false; error: ErrorDocument };
+
+export interface ExecuteEnv {
+  blobs: BlobStore;
+  logger: TaskLogger;
+  signal: AbortSignal;
+}
+
+export async function executeTask(def: AnyTask, req: ExecuteRequest, env: ExecuteEnv): Promise<ExecuteResult> {
+  const name = req.task.id.name;
+  let inputs: Record<string, unknown>;
+  try {
+    inputs = await prepareInputs(def, req, env.blobs);
+  } catch (e) {
+    return { ok: false, error: toErrorDocument(e) };
+  }
+  let result: unknown;
+  try {
+    result = await def.fn(inputs as never, new Ctx(req, env));
+  } catch (e) {
+    const doc = toErrorDocument(e, "user");
+    if (!(e instanceof TernError)) doc.details = { ...doc.details, task: name };
+    return { ok: false, error: doc };
+  }
+  try {
+    return { ok: true, outputs: await finishOutput(def, name, result, env.blobs) };
+  } catch (e) {
+    return { ok: false, error: toErrorDocument(e, "user") };
+  }
+}
+
+async function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const scratch = path.join(req.workDir, ".tern", "downloads");
+  for (const [k, schema] of Object.entries(def.inputSchemas as Shape)) {
+    let v = req.inputs[k];
+    if (v !== null && typeof v === "object") v = await materialize(v, blobs, scratch);
+    const r = schema.safeParse(v);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      const at = issue?.path.length ? `.${issue.path.join(".")}` : "";
+      throw new TernError(
+        ErrorCodes.INPUT_INVALID,
+        `task "${req.task.id.name}", input "${k}${at}": ${issue?.message ?? "invalid value"}`,
+        { hint: "check the value given for this input", details: { task: req.task.id.name, input: k, node: req.node } },
+      );
+    }
+    out[k] = r.data;
+  }
+  return out;
+}
+
+/** Give by-reference values a local `path` (downloading when the store is remote). */
+export async function materialize(v: unknown, blobs: BlobStore, cacheDir: string): Promise<unknown> {
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i] !== null && typeof v[i] === "object" ? await materialize(v[i], blobs, cacheDir) : v[i];
+      if (x !== v[i]) (out ??= v.slice())[i] = x;
+    }
+    return out ?? v;
+  }
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (isTernRef(o)) {
+      if ((o.path && fs.existsSync(o.path as string)) || (o as { rows?: unknown }).rows || !o.uri) return o;
+      return { ...o, path: await blobs.localPath(o.uri as string, cacheDir) };
+    }
+    let out: Record<string, unknown> | undefined;
+    for (const k of Object.keys(o)) {
+      const x = o[k] !== null && typeof o[k] === "object" ? await materialize(o[k], blobs, cacheDir) : o[k];
+      if (x !== o[k]) (out ??= { ...o })[k] = x;
+    }
+    return out ?? v;
+  }
+  return v;
+}
+
+async function finishOutput(def: AnyTask, name: string, result: unknown, blobs: BlobStore): Promise<unknown> {
+  let value = result;
+  if (def.outputSchema) {
+    const r = def.outputSchema.safeParse(result);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      const at = issue?.path.length ? ` at .${issue.path.join(".")}` : "";
+      throw new TernError(
+        ErrorCodes.OUTPUT_INVALID,
+        `task "${name}" returned a value that does not match its output schema${at}: ${issue?.message ?? "invalid"}`,
+        { hint: "return a value of the declared output type", details: { task: name, path: issue?.path } },
+      );
+    }
+    value = r.data;
+  } else if (result !== undefined && result !== null) {
+    throw new TernError(ErrorCodes.OUTPUT_INVALID, `task "${name}" returned a value but declares no output`, {
+      hint: "add output: <schema> to the task options",
+      details: { task: name },
+    });
+  }
+  if (value === undefined) return null;
+  if (value !== null && typeof value === "object") {
+    checkSerializable(value, name, "");
+    return offload(value, blobs);
+  }
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw notSerializable(name, "", String(value));
+  }
+  return value;
+}
+
+function notSerializable(task: string, at: string, what: string): TernError {
+  return new TernError(
+    ErrorCodes.OUTPUT_NOT_SERIALIZABLE,
+    `task "${task}" returned ${what}${at ? ` at ${at}` : ""}, which cannot be stored`,
+    { hint: "outputs must be JSON values or file/dir/dataframe references", details: { task, path: at } },
+  );
+}
+
+function checkSerializable(v: unknown, task: string, at: string, seen = new Set<unknown>()): void {
+  if (v === null || typeof v === "string" || typeof v === "boolean") return;
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) throw notSerializable(task, at, String(v));
+    return;
+  }
+  if (typeof v !== "object") throw notSerializable(task, at, `a ${typeof v}`);
+  if (seen.has(v)) throw notSerializable(task, at, "a circular structure");
+  seen.add(v);
+  if (Array.isArray(v)) v.forEach((x, i) => checkSerializable(x, task, `${at}[${i}]`, seen));
+  else {
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) throw notSerializable(task, at, `a ${(v as object).constructor?.name ?? "class"} instance`);
+    if (!isTernRef(v)) for (const [k, x] of Object.entries(v)) if (x !== undefined) checkSerializable(x, task, `${at}.${k}`, seen);
+  }
+  seen.delete(v);
+}
+
+/** Upload by-reference values that only exist locally; content-addressed, so re-uploads are free. */
+export async function offload(v: unknown, blobs: BlobStore): Promise<unknown> {
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i] !== null && typeof v[i] === "object" ? await offload(v[i], blobs) : v[i];
+      if (x !== v[i]) (out ??= v.slice())[i] = x;
+    }
+    return out ?? v;
+  }
+  if (!v || typeof v !== "object") return v;
+  const o = v as Record<string, unknown>;
+  if (isTernRef(o)) {
+    if (o.uri) return o;
+    if (o.$tern === "dataframe") {
+      const rows = (o.rows ?? []) as unknown[];
+      const text = rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : "");
+      const { uri } = await putContent(blobs, text, "cas", ".jsonl");
+      return { $tern: "dataframe", uri, format: "jsonl" };
+    }
+    const p = o.path as string | undefined;
+    if (!p || !fs.existsSync(p)) {
+      throw new TernError(ErrorCodes.OUTPUT_INVALID, `returned ${o.$tern} "${p ?? "(no path)"}" does not exist`, {
+        hint: `create the ${o.$tern} before returning it`,
+      });
+    }
+    const digest = await digestPath(p);
+    const base = path.basename(p);
+    const key = `cas/${digest.slice(0, 2)}/${digest}/${base}`;
+    const uri = blobs.uri(key);
+    if (!(await blobs.exists(uri))) await blobs.putPath(p, key);
+    return { ...o, uri, name: o.name ?? base };
+  }
+  let out: Record<string, unknown> | undefined;
+  for (const k of Object.keys(o)) {
+    const x = o[k] !== null && typeof o[k] === "object" ? await offload(o[k], blobs) : o[k];
+    if (x !== o[k]) (out ??= { ...o })[k] = x;
+  }
+  return out ?? v;
+}
+
+class Ctx implements TaskCtx {
+  readonly logger: TaskLogger;
+  readonly execution: { id: string; project: string; domain: string };
+  readonly node: { id: string };
+  readonly task: { name: string };
+  readonly attempt: number;
+  readonly signal: AbortSignal;
+  private scratch?: string;
+
+  constructor(
+    private readonly req: ExecuteRequest,
+    private readonly env: ExecuteEnv,
+  ) {
+    this.logger = env.logger;
+    this.execution = req.execution;
+    this.node = { id: req.node };
+    this.task = { name: req.task.id.name };
+    this.attempt = req.attempt;
+    this.signal = env.signal;
+  }
+
+  get scratchDir(): string {
+    if (!this.scratch) {
+      const r = this.req;
+      this.scratch = path.join(r.workDir, ".tern", "scratch", r.execution.id, r.node, String(r.attempt));
+      fs.mkdirSync(this.scratch, { recursive: true });
+    }
+    return this.scratch;
+  }
+
+  get checkpoint(): TaskCtx["checkpoint"] {
+    const blobs = this.env.blobs;
+    const key = `${this.req.checkpointPrefix}/checkpoint`;
+    const load = async () => ((await blobs.exists(blobs.uri(key))) ? blobs.get(blobs.uri(key)) : undefined);
+    return {
+      save: async (data: Json | Uint8Array) => {
+        await blobs.put(key, data instanceof Uint8Array ? data : JSON.stringify(data));
+      },
+      load,
+      loadJson: async <T = Json>() => {
+        const b = await load();
+        return b === undefined ? undefined : (JSON.parse(Buffer.from(b).toString("utf8")) as T);
+      },
+    };
+  }
+}

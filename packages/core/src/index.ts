@@ -1,0 +1,102 @@
+/**
+ * @tern/core — typed, cached, versioned workflows for TypeScript.
+ *
+ * @example
+ * import { task, workflow, run } from "@tern/core";
+ * import { z } from "zod";
+ *
+ * const sayHello = task(
+ *   { name: "say_hello", inputs: { name: z.string() }, output: z.string(), cache: true },
+ *   async ({ name }) => `Hello, ${name}!`,
+ * );
+ * export const hello = workflow(
+ *   { name: "hello", inputs: { name: z.string().default("world") }, output: z.string() },
+ *   ({ name }) => sayHello({ name }),
+ * );
+ * const result = await run(hello, { name: "Ada" }); // result.outputs === "Hello, Ada!"
+ *
+ * @module
+ */
+export {
+  after,
+  type AnyTask,
+  type AnyWorkflow,
+  type BackoffOptions,
+  type Bindable,
+  type CacheOptions,
+  type CallInputs,
+  type CallSite,
+  definedTasks,
+  type Handle,
+  isTaskDef,
+  isWorkflowDef,
+  type NodeOptions,
+  type Promised,
+  type RetryOptions,
+  type Shape,
+  task,
+  type TaskBody,
+  type TaskCtx,
+  type TaskDef,
+  type TaskInputs,
+  type TaskOptions,
+  workflow,
+  type WorkflowBody,
+  type WorkflowDef,
+  type WorkflowInputs,
+  type WorkflowOptions,
+} from "./dsl.js";
+export { dataframe, dir, file, isTernRef, readDataFrame, t, type TernDataFrame, type TernDir, type TernFile, toJsonSchema } from "./types.js";
+export { type Duration, parseDuration } from "./duration.js";
+export { type Compiled, type CompileOptions, compile, DEFAULT_DOMAIN, DEFAULT_PROJECT, interfaceOf, nodeDependencies } from "./compile.js";
+export * from "./spec.js";
+export { checkAssignable, describeSchema, type Incompatibility, type JsonSchema } from "./typecheck.js";
+export { clearCodeVersionCache, codeVersion, type CodeVersionOptions } from "./code-version.js";
+export {
+  backoffDelay,
+  Engine,
+  type EngineOptions,
+  type ExecutionEvent,
+  type ExecutionHandle,
+  type ExecutionPhase,
+  type ExecutionResult,
+  newExecutionId,
+  type NodePhase,
+  type NodeSummary,
+  type StartOptions,
+} from "./engine.js";
+export {
+  BACKEND_CONFIG,
+  BACKEND_PLUGIN,
+  type BackendConfig,
+  type BackendLimits,
+  type BackendPlugin,
+  BackendRegistry,
+  checkContractVersion,
+  CONTRACT_VERSION,
+  definePlugin,
+  type LogLink,
+  type TaskContext,
+  type TaskLogger,
+  type TaskPhase,
+  type TaskStatus,
+  type TernPlugin,
+} from "./plugin.js";
+export { createContainer, createToken, type DependencyContainer, isProvided, provide, resolve, resolveAll, type Token } from "./tokens.js";
+export { type BlobStore, digestPath, LocalBlobStore, putContent } from "./blob.js";
+export {
+  type Catalog,
+  type CatalogEntry,
+  type CatalogFilter,
+  type CacheProducer,
+  cacheKey,
+  DiskCatalog,
+  type DiskCatalogOptions,
+  MemoryCatalog,
+  stripLocal,
+} from "./catalog.js";
+export { type Bundle, bundleEntry, bundlePath, findProjectRoot, importBundle } from "./bundle.js";
+export { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
+export { createEngine, DefinitionIndex, type LocalEngine, type LocalEngineOptions, run } from "./runtime.js";
+export { type ErrorCode, ErrorCodes, type ErrorDocument, type ErrorKind, errorFromDocument, isTernError, TernError, toErrorDocument } from "./errors.js";
+export { canonicalJson, type Json, type JsonObject } from "./json.js";

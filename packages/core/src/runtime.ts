@@ -1,0 +1,162 @@
+/**
+ * Putting an engine together for local use and embedding: a child container with
+ * the built-in backends and any configured plugins, a blob store, a catalog and a
+ * task resolver.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
+import { LocalBlobStore, type BlobStore } from "./blob.js";
+import { bundlePath, importBundle } from "./bundle.js";
+import { type Catalog, DiskCatalog, MemoryCatalog } from "./catalog.js";
+import { type CompileOptions, type Compiled, compile } from "./compile.js";
+import { type AnyTask, type AnyWorkflow, definedTasks } from "./dsl.js";
+import { Engine, type EngineOptions, type ExecutionResult, type StartOptions } from "./engine.js";
+import { ErrorCodes, TernError } from "./errors.js";
+import { BACKEND_CONFIG, BACKEND_PLUGIN, type BackendConfig, BackendRegistry, checkContractVersion, type TernPlugin } from "./plugin.js";
+import { taskKey, type TaskSpec } from "./spec.js";
+import { createContainer, type DependencyContainer, isProvided, provide, resolve } from "./tokens.js";
+
+/** Task definitions known to this process, by `name@version`. */
+export class DefinitionIndex {
+  private readonly byKey = new Map<string, AnyTask>();
+
+  add(compiled: Compiled): void {
+    for (const [k, d] of compiled.tasks) this.byKey.set(k, d);
+  }
+
+  /** Find a task's body: compiled here, defined here, or in its code bundle. */
+  resolver(workDir: string): TaskResolver {
+    return async (spec: TaskSpec) => {
+      const known = this.byKey.get(taskKey(spec.id));
+      if (known) return known;
+      const bundle = spec.code?.bundle;
+      if (bundle) await importBundle(bundlePath(workDir, bundle));
+      const defs = definedTasks(spec.id.name);
+      if (defs.length === 1) return defs[0];
+      throw new TernError(
+        ErrorCodes.SYSTEM,
+        defs.length === 0
+          ? `the code of task "${spec.id.name}" is not loaded${bundle ? ` (bundle ${bundle})` : ""}`
+          : `${defs.length} tasks named "${spec.id.name}" are loaded; cannot tell which one to run`,
+        { kind: "system" },
+      );
+    };
+  }
+}
+
+export interface LocalEngineOptions extends Partial<Omit<EngineOptions, "registry" | "blobs" | "catalog">> {
+  /** Project directory; `.tern/` lives here. @default process.cwd() */
+  workDir?: string;
+  /** Backend for TypeScript (`node`) tasks: "inline" or "process". @default "inline" */
+  backend?: string;
+  /** Plugins to load (their factories' results). */
+  plugins?: TernPlugin[];
+  /** Task type → plugin id, and which plugins are enabled. */
+  backendConfig?: BackendConfig;
+  blobs?: BlobStore;
+  /** "disk" keeps the catalog under `.tern/cache`; "memory" for this process only; or a catalog. @default "memory" */
+  catalog?: Catalog | "disk" | "memory" | false;
+  /** Size bound of the disk catalog. */
+  cacheMaxBytes?: number;
+  /** Worker processes of the `process` backend. @default number of CPUs */
+  workers?: number;
+}
+
+export interface LocalEngine {
+  readonly engine: Engine;
+  readonly container: DependencyContainer;
+  readonly registry: BackendRegistry;
+  readonly definitions: DefinitionIndex;
+  readonly blobs: BlobStore;
+  readonly catalog?: Catalog;
+  readonly workDir: string;
+  /** Compile (if needed) and run to the end. */
+  run(def: AnyWorkflow | AnyTask | Compiled, inputs?: Record<string, unknown>, opts?: StartOptions & CompileOptions): Promise<ExecutionResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * An engine for local runs and embedding.
+ *
+ * @example
+ * const local = await createEngine();
+ * const result = await local.run(hello, { name: "Ada" });
+ * await local.close();
+ */
+export async function createEngine(opts: LocalEngineOptions = {}): Promise<LocalEngine> {
+  const workDir = path.resolve(opts.workDir ?? process.cwd());
+  const container = createContainer();
+  const definitions = new DefinitionIndex();
+  provide(container, TASK_RESOLVER, definitions.resolver(workDir));
+  const backend = opts.backend ?? "inline";
+  if (backend === "inline") container.register(BACKEND_PLUGIN, { useClass: InlineBackend });
+  else if (backend === "process") {
+    const { ProcessBackend, PROCESS_BACKEND_OPTIONS } = await import("./backends/process.js" as string);
+    provide(container, PROCESS_BACKEND_OPTIONS, { workers: opts.workers, workDir });
+    container.register(BACKEND_PLUGIN, { useClass: ProcessBackend });
+  }
+  for (const p of opts.plugins ?? []) {
+    if (p?.$$type !== "tern.plugin") {
+      throw new TernError(ErrorCodes.CONFIG, "an entry of plugins is not a Tern plugin", {
+        hint: "list what a plugin package's factory returns, e.g. plugins: [k8s({ … })]",
+      });
+    }
+    checkContractVersion(p.name, p.contractVersion);
+    await p.register(container);
+  }
+  const config: BackendConfig = opts.backendConfig ?? (isProvided(container, BACKEND_CONFIG) ? resolve(container, BACKEND_CONFIG) : {});
+  const registry = BackendRegistry.fromContainer(container, config);
+  const blobs = opts.blobs ?? new LocalBlobStore(path.join(workDir, ".tern", "blobs"));
+  let catalog: Catalog | undefined;
+  if (opts.catalog === "disk") {
+    catalog = new DiskCatalog(path.join(workDir, ".tern", "cache"), { maxBytes: opts.cacheMaxBytes });
+  } else if (opts.catalog === undefined || opts.catalog === "memory") catalog = new MemoryCatalog();
+  else if (opts.catalog) catalog = opts.catalog;
+  if (opts.backend && !["inline", "process"].includes(backend) && !registry.get(backend)) {
+    throw new TernError(ErrorCodes.USAGE, `unknown backend "${backend}"`, {
+      hint: `use inline, process${registry.plugins.length ? `, or a loaded plugin: ${registry.plugins.map((p) => p.id).join(", ")}` : ""}`,
+    });
+  }
+  const engine = new Engine({ ...opts, registry, blobs, catalog, workDir });
+  return {
+    engine,
+    container,
+    registry,
+    definitions,
+    blobs,
+    catalog,
+    workDir,
+    async run(def, inputs = {}, ropts = {}) {
+      const compiled = "spec" in def ? def : compile(def, { projectRoot: workDir, ...ropts });
+      definitions.add(compiled);
+      return engine.run(compiled, inputs, ropts);
+    },
+    async close() {
+      await engine.close();
+      container.clearInstances();
+    },
+  };
+}
+
+/**
+ * Run a workflow or task in this process and return its result: the quickest way
+ * to embed Tern.
+ */
+export async function run(
+  def: AnyWorkflow | AnyTask,
+  inputs: Record<string, unknown> = {},
+  opts: LocalEngineOptions & StartOptions & CompileOptions = {},
+): Promise<ExecutionResult> {
+  const local = await createEngine(opts);
+  try {
+    return await local.run(def, inputs, opts);
+  } finally {
+    await local.close();
+  }
+}
+
+/** True when `dir` has a `.tern` folder. */
+export function hasTernDir(dir: string): boolean {
+  return fs.existsSync(path.join(dir, ".tern"));
+}
