@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
+import { prepareCodeVersions } from "./code-version.js";
 import { ErrorCodes, TernError } from "./errors.js";
 
 export interface Bundle {
@@ -22,6 +23,8 @@ export interface Bundle {
   projectRoot: string;
   /** The entry file, absolute. */
   entry: string;
+  /** The user's source files in the bundle, absolute. */
+  inputs: string[];
 }
 
 /** The nearest directory at or above `from` holding a package.json (else `from`'s directory). */
@@ -56,7 +59,7 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
   const projectRoot = opts.projectRoot ?? findProjectRoot(abs);
   const outDir = bundleDir(projectRoot);
   const esbuild = await import("esbuild");
-  let result: import("esbuild").BuildResult<{ write: false }>;
+  let result: import("esbuild").BuildResult<{ write: false; metafile: true }>;
   try {
     result = await esbuild.build({
       entryPoints: [abs],
@@ -69,6 +72,8 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
       sourcesContent: false,
       keepNames: true,
       write: false,
+      metafile: true,
+      absWorkingDir: projectRoot,
       outfile: path.join(outDir, "bundle.mjs"),
       logLevel: "silent",
     });
@@ -90,7 +95,10 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
     fs.writeFileSync(tmp, out.contents);
     fs.renameSync(tmp, file);
   }
-  return { digest, path: file, projectRoot, entry: abs };
+  const inputs = Object.keys(result.metafile?.inputs ?? {}).map((f) => path.resolve(projectRoot, f));
+  // Parse the sources now, on esbuild's running service, so compile() finds them ready.
+  await prepareCodeVersions(inputs);
+  return { digest, path: file, projectRoot, entry: abs, inputs };
 }
 
 const loaded = new Map<string, Promise<Record<string, unknown>>>();

@@ -51,7 +51,7 @@ export { type Duration, parseDuration } from "./duration.js";
 export { type Compiled, type CompileOptions, compile, DEFAULT_DOMAIN, DEFAULT_PROJECT, interfaceOf, nodeDependencies } from "./compile.js";
 export * from "./spec.js";
 export { checkAssignable, describeSchema, type Incompatibility, type JsonSchema } from "./typecheck.js";
-export { clearCodeVersionCache, codeVersion, type CodeVersionOptions } from "./code-version.js";
+export { clearCodeVersionCache, codeVersion, type CodeVersionOptions, prepareCodeVersions } from "./code-version.js";
 export {
   backoffDelay,
   Engine,
