@@ -86,9 +86,14 @@ export function isTernRef(v: unknown): v is TernRef {
   return k === "file" || k === "dir" || k === "dataframe";
 }
 
+/** Check functions of by-reference schemas: `.meta()`/`.describe()` clones share them, so `toJsonSchema` can tell them from a user's `z.custom`. */
+const refChecks = new WeakSet<object>();
+
 function refSchema<T extends TernRef>(kind: RefKind, xtern: Record<string, Json>) {
+  const check = (v: unknown) => isTernRef(v) && v.$tern === kind;
+  refChecks.add(check);
   return z
-    .custom<T>((v) => isTernRef(v) && v.$tern === kind, {
+    .custom<T>(check, {
       message: `expected a ${kind} value (make one with ${kind}(path) from @tern/core)`,
     })
     .meta({ "x-tern": { kind, ...xtern } });
@@ -128,9 +133,11 @@ export function toJsonSchema(schema: z.ZodType, io: "input" | "output", where = 
     io,
     unrepresentable: "any",
     override(ctx) {
-      const def = (ctx.zodSchema as { _zod?: { def?: { type?: string } } })._zod?.def;
+      const def = (ctx.zodSchema as { _zod?: { def?: { type?: string; fn?: object } } })._zod?.def;
       const meta = z.globalRegistry.get(ctx.zodSchema as never) as Record<string, unknown> | undefined;
-      if (def?.type && UNREPRESENTABLE.has(def.type) && !meta?.["x-tern"]) bad.push(def.type);
+      // zod also visits the un-annotated original behind `.meta()`: recognise it by its check function.
+      const isRef = def?.type === "custom" && def.fn !== undefined && refChecks.has(def.fn);
+      if (def?.type && UNREPRESENTABLE.has(def.type) && !meta?.["x-tern"] && !isRef) bad.push(def.type);
     },
   }) as Record<string, unknown>;
   if (bad.length > 0) {
