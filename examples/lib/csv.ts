@@ -99,7 +99,10 @@ export interface CsvRow {
  * `required` must be present in the header, and every row must have as many
  * fields as the header: a ragged row means the file is broken, not one bad value.
  */
-export function readCsv(text: string, required: readonly string[] = []): { header: string[]; rows: CsvRow[] } {
+export function readCsv(
+  text: string,
+  required: readonly string[] = [],
+): { header: string[]; rows: CsvRow[] } {
   const [head, ...body] = parseCsv(text);
   if (!head) throw new CsvError("the file is empty (no header row)", 1);
   const header = head.fields.map((h) => h.trim());

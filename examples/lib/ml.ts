@@ -46,7 +46,9 @@ export function stratifiedSplit<T>(
   testFraction: number,
   seed: number,
 ): { train: T[]; test: T[] } {
-  if (!(testFraction > 0 && testFraction < 1)) throw new RangeError(`testFraction must be in (0, 1), got ${testFraction}`);
+  if (!(testFraction > 0 && testFraction < 1)) {
+    throw new RangeError(`testFraction must be in (0, 1), got ${testFraction}`);
+  }
   const rng = mulberry32(seed);
   const groups = new Map<string, T[]>();
   for (const item of items) {
@@ -94,11 +96,14 @@ export function standardize(x: readonly number[][], s: Standardizer): number[][]
 // ---------------------------------------------------------------------------
 // Softmax regression
 
-/** `weights[k][j]`: weight of feature j for class k. */
-export interface SoftmaxModel {
+/**
+ * `weights[k][j]`: weight of feature j for class k. (A `type`, not an `interface`,
+ * so it is assignable to `Json` and can be saved as a checkpoint as is.)
+ */
+export type SoftmaxModel = {
   weights: number[][];
   bias: number[];
-}
+};
 
 export function zeroModel(numFeatures: number, numClasses: number): SoftmaxModel {
   return {
@@ -160,13 +165,13 @@ export function lossAndGradient(
 }
 
 /** Where training stands: what a checkpoint holds. */
-export interface TrainingState {
+export type TrainingState = {
   /** Epochs completed. */
   epoch: number;
   model: SoftmaxModel;
   /** Loss at the start of each completed epoch. */
   losses: number[];
-}
+};
 
 export interface TrainOptions {
   epochs: number;
@@ -215,7 +220,11 @@ export function accuracy(actual: readonly number[], predicted: readonly number[]
 }
 
 /** `m[a][p]`: how many examples of class `a` were predicted as class `p`. */
-export function confusionMatrix(actual: readonly number[], predicted: readonly number[], numClasses: number): number[][] {
+export function confusionMatrix(
+  actual: readonly number[],
+  predicted: readonly number[],
+  numClasses: number,
+): number[][] {
   const m = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   actual.forEach((a, i) => {
     m[a][predicted[i]]++;

@@ -6,7 +6,15 @@
 import { z } from "zod";
 import { readCsv } from "./csv.js";
 
-export const COLUMNS = ["order_id", "customer_id", "order_date", "country", "product", "quantity", "unit_price"] as const;
+export const COLUMNS = [
+  "order_id",
+  "customer_id",
+  "order_date",
+  "country",
+  "product",
+  "quantity",
+  "unit_price",
+] as const;
 
 /** ISO 3166 codes of the countries the shop sells to. */
 export const COUNTRIES = ["AU", "CA", "DE", "ES", "FR", "GB", "IT", "JP", "NL", "PL", "SE", "US"] as const;
@@ -46,7 +54,13 @@ export const OrderSchema = z.object({
 export type Order = z.infer<typeof OrderSchema>;
 
 /** Why a row was dropped. Checks run in this order and a row is counted under the first one it fails. */
-export const DROP_REASONS = ["missing_value", "malformed_date", "unknown_country", "bad_quantity", "price_out_of_range"] as const;
+export const DROP_REASONS = [
+  "missing_value",
+  "malformed_date",
+  "unknown_country",
+  "bad_quantity",
+  "price_out_of_range",
+] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
 export const DroppedRowSchema = z.object({
@@ -105,8 +119,8 @@ export function parseOrders(csv: string): RawOrder[] {
  */
 export function dedupe(rows: readonly RawOrder[]): RawOrder[] {
   const seen = new Set<string>();
-  return rows.filter(({ line: _line, ...rest }) => {
-    const key = JSON.stringify(COLUMNS.map((c) => rest[c]));
+  return rows.filter((r) => {
+    const key = JSON.stringify(COLUMNS.map((c) => r[c])); // COLUMNS leaves out `line`
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -127,6 +141,8 @@ const isCountry = (s: string): s is Country => (COUNTRIES as readonly string[]).
 
 export type Checked = { ok: true; order: Order } | { ok: false; reason: DropReason; detail: string };
 
+const drop = (reason: DropReason, detail: string): Checked => ({ ok: false, reason, detail });
+
 /** Check one row; the first failed check decides the reason. */
 export function checkOrder(r: RawOrder): Checked {
   const { order_id, customer_id, order_date, country, product, quantity, unit_price } = r;
@@ -139,22 +155,23 @@ export function checkOrder(r: RawOrder): Checked {
     quantity === null ||
     unit_price === null
   ) {
-    const empty = COLUMNS.filter((c) => r[c] === null);
-    return { ok: false, reason: "missing_value", detail: `empty: ${empty.join(", ")}` };
+    return drop("missing_value", `empty: ${COLUMNS.filter((c) => r[c] === null).join(", ")}`);
   }
-  if (!isIsoDate(order_date)) return { ok: false, reason: "malformed_date", detail: `order_date "${order_date}"` };
-  if (!isCountry(country)) return { ok: false, reason: "unknown_country", detail: `country "${country}"` };
-  if (!Number.isInteger(quantity) || quantity < 1) {
-    return { ok: false, reason: "bad_quantity", detail: `quantity ${quantity}` };
-  }
+  // From here on TypeScript knows every field is non-null.
+  if (!isIsoDate(order_date)) return drop("malformed_date", `order_date "${order_date}"`);
+  if (!isCountry(country)) return drop("unknown_country", `country "${country}"`);
+  if (!Number.isInteger(quantity) || quantity < 1) return drop("bad_quantity", `quantity ${quantity}`);
   if (!(unit_price > 0 && unit_price <= MAX_UNIT_PRICE)) {
-    return { ok: false, reason: "price_out_of_range", detail: `unit_price ${unit_price} not in (0, ${MAX_UNIT_PRICE}]` };
+    return drop("price_out_of_range", `unit_price ${unit_price} not in (0, ${MAX_UNIT_PRICE}]`);
   }
   return { ok: true, order: { order_id, customer_id, order_date, country, product, quantity, unit_price } };
 }
 
 /** Split rows into valid orders and a report of what was dropped and why. */
-export function validateOrders(rows: readonly RawOrder[], examplesPerReason = 3): { valid: Order[]; dropped: DropReport } {
+export function validateOrders(
+  rows: readonly RawOrder[],
+  examplesPerReason = 3,
+): { valid: Order[]; dropped: DropReport } {
   const valid: Order[] = [];
   const byReason = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
   const examples: DroppedRow[] = [];

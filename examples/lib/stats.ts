@@ -91,8 +91,8 @@ export function quantityDistribution(orders: readonly Order[]): QuantityStats {
     min: q[0],
     max: q[q.length - 1],
     mean: round(sum / q.length),
-    median: quantile(q, 0.5),
-    p90: quantile(q, 0.9),
+    median: round(quantile(q, 0.5)),
+    p90: round(quantile(q, 0.9)),
     histogram: QUANTITY_BUCKETS.map(([bucket, lo, hi]) => ({
       bucket,
       count: q.filter((x) => x >= lo && x <= hi).length,
