@@ -30,6 +30,8 @@ export const ErrorCodes = {
   CACHE: "TERN_E_CACHE",
   BLOB_NOT_FOUND: "TERN_E_BLOB_NOT_FOUND",
   CONFIG: "TERN_E_CONFIG",
+  CONFLICT: "TERN_E_CONFLICT",
+  NOT_FOUND: "TERN_E_NOT_FOUND",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,0 +1,105 @@
+/**
+ * The event log: every transition of an execution and its nodes, in order,
+ * never lost. A batch is appended in one transaction and must continue the
+ * stream exactly (first seq = last stored seq + 1, then consecutive), so a
+ * duplicate or a gap is refused instead of silently reordering history.
+ */
+import type { ExecutionEvent } from "@tern/core";
+import { chunks, fromJson, type StoreContext, toJson } from "./codec.js";
+import { isForeignKeyViolation, isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
+import type { EventsTable } from "./schema.js";
+
+/** An event as appended: `execution` is implied by the call. */
+export type EventInput = Omit<ExecutionEvent, "execution"> & { execution?: string };
+
+const ROWS_PER_INSERT = 500;
+
+export class EventRepository {
+  constructor(private readonly ctx: StoreContext) {}
+
+  /**
+   * Append events in one transaction. Throws `TERN_E_CONFLICT` when a seq is
+   * already stored or the batch does not continue the stream, and
+   * `TERN_E_NOT_FOUND` for an unknown execution; nothing is written then.
+   */
+  async append(execution: string, events: readonly EventInput[]): Promise<void> {
+    if (events.length === 0) return;
+    for (let i = 1; i < events.length; i++) {
+      if (events[i].seq !== events[i - 1].seq + 1) {
+        throw storeError(
+          StoreErrorCodes.CONFLICT,
+          `events for ${execution} are not consecutive: seq ${events[i].seq} follows ${events[i - 1].seq}`,
+          { kind: "system", details: { execution, seqs: events.map((e) => e.seq) } },
+        );
+      }
+    }
+    const rows: EventsTable[] = events.map((e) => ({
+      execution,
+      seq: e.seq,
+      at: e.at,
+      node_id: e.node ?? null,
+      phase: e.phase,
+      attempt: e.attempt ?? null,
+      body: toJson({ ...e, execution }),
+    }));
+    try {
+      await this.ctx.db.transaction().execute(async (trx) => {
+        const last = await trx
+          .selectFrom("events")
+          .select((eb) => eb.fn.max("seq").as("seq"))
+          .where("execution", "=", execution)
+          .executeTakeFirst();
+        const lastSeq = last?.seq == null ? 0 : Number(last.seq);
+        if (events[0].seq !== lastSeq + 1) throw this.outOfOrder(execution, events[0].seq, lastSeq);
+        for (const batch of chunks(rows, ROWS_PER_INSERT))
+          await trx.insertInto("events").values(batch).execute();
+      });
+    } catch (e) {
+      // Two writers read the same last seq; the primary key lets only one through.
+      if (isUniqueViolation(e))
+        throw this.outOfOrder(execution, events[0].seq, await this.lastSeq(execution));
+      if (isForeignKeyViolation(e)) {
+        throw storeError(StoreErrorCodes.NOT_FOUND, `execution ${execution} does not exist`, {
+          details: { execution },
+        });
+      }
+      throw e;
+    }
+  }
+
+  /** Events after `afterSeq` (exclusive), in order. */
+  async list(execution: string, afterSeq = 0, limit = 1000): Promise<ExecutionEvent[]> {
+    const rows = await this.ctx.db
+      .selectFrom("events")
+      .select("body")
+      .where("execution", "=", execution)
+      .where("seq", ">", afterSeq)
+      .orderBy("seq")
+      .limit(Math.max(1, Math.min(limit, 10_000)))
+      .execute();
+    return rows.map((r) => fromJson<ExecutionEvent>(r.body));
+  }
+
+  /** The last stored seq, 0 when there is none. */
+  async lastSeq(execution: string): Promise<number> {
+    const r = await this.ctx.db
+      .selectFrom("events")
+      .select((eb) => eb.fn.max("seq").as("seq"))
+      .where("execution", "=", execution)
+      .executeTakeFirst();
+    return r?.seq == null ? 0 : Number(r.seq);
+  }
+
+  private outOfOrder(execution: string, first: number, lastSeq: number) {
+    const what = first <= lastSeq ? `seq ${first} is already stored` : `seq ${first} would leave a gap`;
+    return storeError(
+      StoreErrorCodes.CONFLICT,
+      `cannot append events to ${execution}: ${what} (last stored seq ${lastSeq})`,
+      {
+        kind: "system",
+        hint: "another writer appended to this execution; reload its events and continue from the last seq",
+        details: { execution, firstSeq: first, lastSeq },
+      },
+    );
+  }
+}

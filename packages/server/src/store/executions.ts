@@ -1,0 +1,296 @@
+/**
+ * Executions, and the leases that share them among executor replicas: a
+ * replica claims unowned (or expired) active executions, renews its leases
+ * while it works, and a dead replica's executions are claimed by another once
+ * their lease expires.
+ */
+import type { ErrorDocument, Json } from "@tern/core";
+import {
+  decodeCursor,
+  definedOnly,
+  encodeCursor,
+  fromJson,
+  fromJsonOrUndefined,
+  orUndefined,
+  type StoreContext,
+  toJson,
+  toJsonPatch,
+} from "./codec.js";
+import { isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
+import type { ExecutionsTable } from "./schema.js";
+
+/**
+ * Phases an executor still has work to do in: claimable. Every other phase
+ * (`succeeded`, `failed`, `aborted`, …) is terminal for the lease logic.
+ */
+export const ACTIVE_EXECUTION_PHASES = ["queued", "running", "aborting"] as const;
+
+export interface ExecutionRecord {
+  id: string;
+  project: string;
+  domain: string;
+  workflow: { name: string; version: string };
+  launchPlan?: { name: string; version: string };
+  /** Set for child executions (subworkflows, launch-plan nodes). */
+  parent?: { execution: string; node: string };
+  phase: string;
+  inputs: Json;
+  outputs?: Json;
+  error?: ErrorDocument;
+  /** The execution spec document (ExecutionSpec or a superset). */
+  spec: Json;
+  recoverFrom?: string;
+  createdAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  updatedAt: number;
+  /** Executor replica holding the execution, and until when. */
+  owner?: string;
+  leaseExpiresAt?: number;
+}
+
+export interface NewExecution {
+  id: string;
+  project: string;
+  domain: string;
+  workflow: { name: string; version: string };
+  launchPlan?: { name: string; version: string };
+  parent?: { execution: string; node: string };
+  /** @default "queued" */
+  phase?: string;
+  inputs: Json;
+  spec: Json;
+  recoverFrom?: string;
+  /** @default now */
+  createdAt?: number;
+}
+
+/** Fields an update may change; `undefined` keeps a column, `null` clears it. */
+export interface ExecutionPatch {
+  phase?: string;
+  outputs?: Json | null;
+  error?: ErrorDocument | null;
+  startedAt?: number | null;
+  endedAt?: number | null;
+}
+
+export interface ExecutionFilter {
+  project?: string;
+  domain?: string;
+  /** One phase or any of several. */
+  phase?: string | readonly string[];
+  workflowName?: string;
+  parentExecution?: string;
+  /** Created at or after (epoch ms). */
+  createdAfter?: number;
+  /** Created strictly before (epoch ms). */
+  createdBefore?: number;
+  /** @default 50, at most 500 */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+export interface ExecutionPage {
+  items: ExecutionRecord[];
+  /** Present when more items may follow. */
+  nextCursor?: string;
+}
+
+function toRecord(row: ExecutionsTable): ExecutionRecord {
+  const r: ExecutionRecord = {
+    id: row.id,
+    project: row.project,
+    domain: row.domain,
+    workflow: { name: row.workflow_name, version: row.workflow_version },
+    phase: row.phase,
+    inputs: fromJson(row.inputs),
+    spec: fromJson(row.spec),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+  if (row.launch_plan_name !== null) {
+    r.launchPlan = { name: row.launch_plan_name, version: row.launch_plan_version ?? "" };
+  }
+  if (row.parent_execution !== null)
+    r.parent = { execution: row.parent_execution, node: row.parent_node ?? "" };
+  const outputs = fromJsonOrUndefined(row.outputs);
+  if (outputs !== undefined) r.outputs = outputs;
+  const error = fromJsonOrUndefined<ErrorDocument>(row.error);
+  if (error !== undefined) r.error = error;
+  const optional = {
+    recoverFrom: orUndefined(row.recover_from),
+    startedAt: row.started_at === null ? undefined : Number(row.started_at),
+    endedAt: row.ended_at === null ? undefined : Number(row.ended_at),
+    owner: orUndefined(row.owner),
+    leaseExpiresAt: row.lease_expires_at === null ? undefined : Number(row.lease_expires_at),
+  };
+  return Object.assign(r, definedOnly(optional));
+}
+
+export class ExecutionRepository {
+  constructor(private readonly ctx: StoreContext) {}
+
+  /** Record a new execution; throws `TERN_E_CONFLICT` if the id exists. */
+  async create(input: NewExecution): Promise<ExecutionRecord> {
+    const now = this.ctx.now();
+    const row: ExecutionsTable = {
+      id: input.id,
+      project: input.project,
+      domain: input.domain,
+      workflow_name: input.workflow.name,
+      workflow_version: input.workflow.version,
+      launch_plan_name: input.launchPlan?.name ?? null,
+      launch_plan_version: input.launchPlan?.version ?? null,
+      parent_execution: input.parent?.execution ?? null,
+      parent_node: input.parent?.node ?? null,
+      phase: input.phase ?? "queued",
+      inputs: toJson(input.inputs),
+      outputs: null,
+      error: null,
+      spec: toJson(input.spec),
+      recover_from: input.recoverFrom ?? null,
+      created_at: input.createdAt ?? now,
+      started_at: null,
+      ended_at: null,
+      updated_at: now,
+      owner: null,
+      lease_expires_at: null,
+    };
+    try {
+      await this.ctx.db.insertInto("executions").values(row).execute();
+    } catch (e) {
+      if (isUniqueViolation(e)) {
+        throw storeError(StoreErrorCodes.CONFLICT, `execution ${input.id} already exists`, {
+          hint: "execution ids are unique; leave the id out to get a fresh one",
+          details: { execution: input.id },
+        });
+      }
+      throw e;
+    }
+    return toRecord(row);
+  }
+
+  async get(id: string): Promise<ExecutionRecord | undefined> {
+    const row = await this.ctx.db
+      .selectFrom("executions")
+      .selectAll()
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return row ? toRecord(row) : undefined;
+  }
+
+  /**
+   * Change an execution. With `owner`, the write only happens while that
+   * replica holds the execution (a replica that lost its lease cannot clobber
+   * the new owner's progress). Returns whether a row changed.
+   */
+  async update(id: string, patch: ExecutionPatch, opts: { owner?: string } = {}): Promise<boolean> {
+    const set = definedOnly({
+      phase: patch.phase,
+      outputs: toJsonPatch(patch.outputs),
+      error: toJsonPatch(patch.error),
+      started_at: patch.startedAt,
+      ended_at: patch.endedAt,
+      updated_at: this.ctx.now(),
+    });
+    let q = this.ctx.db.updateTable("executions").set(set).where("id", "=", id);
+    if (opts.owner !== undefined) q = q.where("owner", "=", opts.owner);
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** A page of executions, newest first. */
+  async list(filter: ExecutionFilter = {}): Promise<ExecutionPage> {
+    const limit = Math.max(1, Math.min(filter.limit ?? 50, 500));
+    let q = this.ctx.db.selectFrom("executions").selectAll();
+    if (filter.project !== undefined) q = q.where("project", "=", filter.project);
+    if (filter.domain !== undefined) q = q.where("domain", "=", filter.domain);
+    if (filter.workflowName !== undefined) q = q.where("workflow_name", "=", filter.workflowName);
+    if (filter.parentExecution !== undefined) q = q.where("parent_execution", "=", filter.parentExecution);
+    if (typeof filter.phase === "string") q = q.where("phase", "=", filter.phase);
+    else if (filter.phase) {
+      if (filter.phase.length === 0) return { items: [] };
+      q = q.where("phase", "in", [...filter.phase]);
+    }
+    if (filter.createdAfter !== undefined) q = q.where("created_at", ">=", filter.createdAfter);
+    if (filter.createdBefore !== undefined) q = q.where("created_at", "<", filter.createdBefore);
+    if (filter.cursor !== undefined) {
+      const c = decodeCursor(filter.cursor);
+      q = q.where((eb) =>
+        eb.or([
+          eb("created_at", "<", c.createdAt),
+          eb.and([eb("created_at", "=", c.createdAt), eb("id", "<", c.id)]),
+        ]),
+      );
+    }
+    const rows = await q
+      .orderBy("created_at", "desc")
+      .orderBy("id", "desc")
+      .limit(limit + 1)
+      .execute();
+    const items = rows.slice(0, limit).map(toRecord);
+    const last = items[items.length - 1];
+    return rows.length > limit && last
+      ? { items, nextCursor: encodeCursor(last.createdAt, last.id) }
+      : { items };
+  }
+
+  /**
+   * Take up to `limit` active executions that nobody holds or whose lease
+   * expired, for `owner`, until now + `ttlMs`. Atomic across replicas: on
+   * PostgreSQL through `FOR NO KEY UPDATE SKIP LOCKED` (concurrent claimers pass
+   * over each other's rows instead of waiting), on SQLite through one
+   * write-locked statement. Oldest executions first.
+   */
+  async claim(owner: string, ttlMs: number, limit: number): Promise<ExecutionRecord[]> {
+    if (limit <= 0) return [];
+    const now = this.ctx.now();
+    const rows = await this.ctx.db.transaction().execute(async (trx) => {
+      let candidates = trx
+        .selectFrom("executions")
+        .select("id")
+        .where("phase", "in", [...ACTIVE_EXECUTION_PHASES])
+        .where((eb) => eb.or([eb("owner", "is", null), eb("lease_expires_at", "<=", now)]))
+        .orderBy("created_at")
+        .orderBy("id")
+        .limit(limit);
+      if (this.ctx.dialect === "postgres") candidates = candidates.forNoKeyUpdate().skipLocked();
+      return (
+        trx
+          .updateTable("executions")
+          .set({ owner, lease_expires_at: now + ttlMs, updated_at: now })
+          .where("id", "in", candidates)
+          // Re-checked on the locked row version, so a row claimed meanwhile is left alone.
+          .where((eb) => eb.or([eb("owner", "is", null), eb("lease_expires_at", "<=", now)]))
+          .returningAll()
+          .execute()
+      );
+    });
+    return rows.map(toRecord).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+  }
+
+  /** Extend every lease `owner` holds on an active execution. Returns the ids still held. */
+  async renewLeases(owner: string, ttlMs: number): Promise<string[]> {
+    const now = this.ctx.now();
+    const rows = await this.ctx.db
+      .updateTable("executions")
+      .set({ lease_expires_at: now + ttlMs })
+      .where("owner", "=", owner)
+      .where("phase", "in", [...ACTIVE_EXECUTION_PHASES])
+      .returning("id")
+      .execute();
+    return rows.map((r) => r.id).sort();
+  }
+
+  /** Give an execution back (e.g. on shutdown) so another replica claims it at once. */
+  async release(id: string, owner: string): Promise<boolean> {
+    const r = await this.ctx.db
+      .updateTable("executions")
+      .set({ owner: null, lease_expires_at: null, updated_at: this.ctx.now() })
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+}
