@@ -166,7 +166,8 @@ type LogRecord = { op: "put"; entry: CatalogEntry } | { op: "del"; key: string }
  * The local catalog under `.tern/cache`: an append-only log replayed into memory
  * at open, so a hit costs no I/O. Entries are bounded by `maxBytes` (least
  * recently used first); the log is compacted when it grows past twice the live data.
- * Leases are lock files, so two local processes serialize too.
+ * Leases are lock files, so two local processes serialize too; a miss first reads what
+ * other processes appended to the log since, so the waiting one sees the value.
  */
 export class DiskCatalog extends MemoryCatalog {
   private readonly logPath: string;
@@ -174,6 +175,12 @@ export class DiskCatalog extends MemoryCatalog {
   private readonly maxBytes: number;
   private totalBytes = 0;
   private logBytes = 0;
+  /** Bytes of the log file applied to memory (complete lines only). */
+  private readOffset = 0;
+  /** Inode of the log file read: another process's compaction replaces it. */
+  private logIno = 0;
+  /** The log ends in a torn line (a crash mid-write): the next record starts on a new line. */
+  private needsNewline = false;
   private fd: number;
 
   constructor(
@@ -187,17 +194,26 @@ export class DiskCatalog extends MemoryCatalog {
     this.leaseDir = path.join(dir, "leases");
     this.replay();
     this.fd = fs.openSync(this.logPath, "a");
+    this.logIno = fs.fstatSync(this.fd).ino;
   }
 
   private replay(): void {
-    let text = "";
+    let buf: Buffer;
     try {
-      text = fs.readFileSync(this.logPath, "utf8");
+      buf = fs.readFileSync(this.logPath);
+      this.logIno = fs.statSync(this.logPath).ino;
     } catch {
       return;
     }
-    this.logBytes = Buffer.byteLength(text);
-    for (const line of text.split("\n")) {
+    this.logBytes = buf.length;
+    this.needsNewline = buf.length > 0 && buf[buf.length - 1] !== 0x0a;
+    this.readOffset = this.apply(buf);
+  }
+
+  /** Apply the complete lines of a piece of the log; returns the bytes consumed. */
+  private apply(buf: Buffer): number {
+    const end = buf.lastIndexOf(0x0a) + 1;
+    for (const line of buf.subarray(0, end).toString("utf8").split("\n")) {
       if (!line) continue;
       let r: LogRecord;
       try {
@@ -223,16 +239,52 @@ export class DiskCatalog extends MemoryCatalog {
         }
       }
     }
+    return end;
+  }
+
+  /**
+   * Catch up with records other processes appended (re-applying our own is harmless).
+   * True when the log had anything new.
+   */
+  private refresh(): boolean {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(this.logPath);
+    } catch {
+      return false;
+    }
+    if (st.ino === this.logIno && st.size === this.readOffset) return false;
+    if (st.ino !== this.logIno || st.size < this.readOffset) {
+      // Another process compacted the log into a new file: read it afresh.
+      this.entries.clear();
+      this.totalBytes = 0;
+      fs.closeSync(this.fd);
+      this.replay();
+      this.fd = fs.openSync(this.logPath, "a");
+      this.logIno = fs.fstatSync(this.fd).ino;
+      return true;
+    }
+    const fd = fs.openSync(this.logPath, "r");
+    try {
+      const buf = Buffer.alloc(st.size - this.readOffset);
+      const n = fs.readSync(fd, buf, 0, buf.length, this.readOffset);
+      this.readOffset += this.apply(buf.subarray(0, n));
+    } finally {
+      fs.closeSync(fd);
+    }
+    return true;
   }
 
   private append(records: LogRecord[]): void {
-    const text = `${records.map((r) => JSON.stringify(r)).join("\n")}\n`;
+    const text = `${this.needsNewline ? "\n" : ""}${records.map((r) => JSON.stringify(r)).join("\n")}\n`;
+    this.needsNewline = false;
     fs.writeSync(this.fd, text);
     this.logBytes += Buffer.byteLength(text);
   }
 
   override async get(key: string): Promise<CatalogEntry | undefined> {
-    const e = await super.get(key);
+    let e = await super.get(key);
+    if (!e && this.refresh()) e = await super.get(key);
     if (e && this.entries.size > 1) this.pendingUses.add(key);
     return e;
   }
@@ -286,6 +338,9 @@ export class DiskCatalog extends MemoryCatalog {
     fs.renameSync(tmp, this.logPath);
     this.fd = fs.openSync(this.logPath, "a");
     this.logBytes = Buffer.byteLength(text) + (text ? 1 : 0);
+    this.logIno = fs.fstatSync(this.fd).ino;
+    this.readOffset = this.logBytes;
+    this.needsNewline = false;
   }
 
   override async acquire(key: string, owner: string, ttlMs: number): Promise<boolean> {

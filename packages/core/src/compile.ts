@@ -356,9 +356,12 @@ class Compiler {
       const srcName = `${b.ref.node === "$inputs" ? "workflow input" : `node "${b.ref.node}"`}${b.ref.path.length ? ` .${b.ref.path.join(".")}` : ""}`;
       if (from === undefined) {
         throw new TernError(
-          ErrorCodes.COMPILE,
-          `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": ${srcName} does not exist (the value is ${describeSchema(src as JsonSchema)})`,
-          { details: { workflow: where.wf, node: where.node, input: where.input } },
+          ErrorCodes.TYPE_MISMATCH,
+          `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": expects ${describeSchema(target)}${where.task ? ` (task "${where.task}")` : ""}, but ${srcName} does not exist (the value is ${describeSchema(src as JsonSchema)})`,
+          {
+            hint: "use a field the upstream output declares",
+            details: { workflow: where.wf, node: where.node, input: where.input, path: b.ref.path },
+          },
         );
       }
       const r = checkAssignable(from, target);
@@ -377,7 +380,7 @@ class Compiler {
     }
     if ("object" in b) {
       for (const [k, sub] of Object.entries(b.object)) {
-        const t = schemaAt(target, [k]);
+        const t = schemaAt(target, [k]) ?? (acceptsAnything(target) ? {} : undefined);
         if (t === undefined) {
           throw new TernError(
             ErrorCodes.TYPE_MISMATCH,
@@ -390,7 +393,7 @@ class Compiler {
     }
     if ("list" in b) {
       b.list.forEach((sub, i) => {
-        const t = schemaAt(target, [i]);
+        const t = schemaAt(target, [i]) ?? (acceptsAnything(target) ? {} : undefined);
         if (t === undefined) {
           throw new TernError(
             ErrorCodes.TYPE_MISMATCH,
@@ -424,6 +427,13 @@ function overrides(o: NodeOptions, ts: TaskSpec, owner: string): NodeOverrides |
     }
   }
   return Object.keys(ov).length || "cache" in ov ? ov : undefined;
+}
+
+const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$schema", "$id", "$defs", "$comment", "deprecated", "readOnly", "writeOnly"]);
+
+/** `true`, `{}` or annotations only (`z.unknown()`, `z.any()`): every value fits, objects and lists of handles too. */
+function acceptsAnything(s: JsonSchema): boolean {
+  return s === true || (typeof s === "object" && s !== null && Object.keys(s).every((k) => ANNOTATIONS.has(k)));
 }
 
 function positive(ms: number, owner: string): number {

@@ -467,7 +467,7 @@ let current: WorkflowBuilder | undefined;
 function currentBuilder(taskName: string): WorkflowBuilder {
   if (!current) {
     throw new TernError(ErrorCodes.USAGE, `task "${taskName}" was called outside a workflow body`, {
-      hint: "call tasks inside workflow(…, (inputs) => …), or run one with `tern run <file> <task>` or runTask()",
+      hint: "call tasks inside workflow(…, (inputs) => …), or run one with `tern run <file> <task>` or run(task, inputs)",
     });
   }
   return current;
@@ -490,6 +490,9 @@ function buildGraph(name: string, site: CallSite, body: (inputs: unknown) => unk
     current = prev;
   }
   if (output instanceof Promise) {
+    // The body goes on running after its first await, outside the builder: its rejection
+    // (a task called outside a workflow) must not surface as an unhandled rejection.
+    output.catch(() => undefined);
     throw new TernError(ErrorCodes.DEFINITION, `workflow "${name}" body is async${where(site)}`, {
       hint: "workflow bodies are synchronous: remove async/await; use a dynamic workflow to act on values",
     });
@@ -532,6 +535,9 @@ export function after(upstream: Handle<unknown> | Handle<unknown>[], ...downstre
 // Call sites
 
 const CORE_DIR = fileURLToPath(new URL(".", import.meta.url));
+// With source maps on (--enable-source-maps, vitest, tsx), frames of this package's
+// dist files are reported at their sources: skip those too.
+const CORE_SRC_DIR = fileURLToPath(new URL("../src/", import.meta.url));
 
 function captureCallSite(): CallSite {
   const stack = new Error().stack ?? "";
@@ -546,7 +552,7 @@ function captureCallSite(): CallSite {
         continue;
       }
     }
-    if (file.startsWith(CORE_DIR) || file.startsWith("node:") || !file.startsWith("/")) continue;
+    if (file.startsWith(CORE_DIR) || file.startsWith(CORE_SRC_DIR) || file.startsWith("node:") || !file.startsWith("/")) continue;
     return { file, line: Number(m[2]), column: Number(m[3]) };
   }
   return {};

@@ -105,11 +105,11 @@ export function newExecutionId(): string {
   return `x${Date.now().toString(36).slice(-5)}${randomBytes(6).toString("hex")}`;
 }
 
-/** Delay before retry `n` (1-based). */
+/** Delay before retry `n` (1-based): `min(max, base·factor^(n-1))` spread by ±jitter, never above `max`. */
 export function backoffDelay(b: Backoff, n: number, random: () => number = Math.random): number {
   const raw = Math.min(b.maxMs, b.baseMs * b.factor ** (n - 1));
   const spread = 1 + b.jitter * (2 * random() - 1);
-  return Math.max(0, Math.round(raw * spread));
+  return Math.max(0, Math.min(b.maxMs, Math.round(raw * spread)));
 }
 
 export class Engine {
@@ -142,8 +142,8 @@ export class Engine {
     return ex.handle;
   }
 
-  /** Run to the end. */
-  run(compiled: Compiled | CompiledWorkflow, inputs: Record<string, unknown> = {}, opts: StartOptions = {}): Promise<ExecutionResult> {
+  /** Run to the end. Invalid inputs or specs reject the promise (they never throw synchronously). */
+  async run(compiled: Compiled | CompiledWorkflow, inputs: Record<string, unknown> = {}, opts: StartOptions = {}): Promise<ExecutionResult> {
     return this.start(compiled, inputs, opts).result;
   }
 
@@ -154,18 +154,37 @@ export class Engine {
     await this.opts.catalog?.close?.();
   }
 
-  /** Wait for a slot of a plugin's `maxConcurrent` and `launchesPerSecond`. */
-  async acquireSlot(p: BackendPlugin<any>, onWait: () => void): Promise<() => void> {
+  /**
+   * Wait for a slot of a plugin's `maxConcurrent` and `launchesPerSecond`. When `signal`
+   * fires while waiting, gives up without taking a slot (the caller checks its signal).
+   */
+  async acquireSlot(p: BackendPlugin<any>, onWait: () => void, signal?: AbortSignal): Promise<() => void> {
     const lim = p.limits;
     if (!lim?.maxConcurrent && !lim?.launchesPerSecond) return noop;
     let s = this.pluginSlots.get(p.id);
     if (!s) this.pluginSlots.set(p.id, (s = { inUse: 0, waiters: [], nextLaunchAt: 0 }));
     const slots = s;
     if (lim.maxConcurrent && slots.inUse >= lim.maxConcurrent) {
+      if (signal?.aborted) return noop;
       onWait();
-      await new Promise<void>((r) => slots.waiters.push(r));
+      const got = await new Promise<boolean>((resolve) => {
+        const onAbort = () => {
+          const i = slots.waiters.indexOf(waiter);
+          if (i >= 0) slots.waiters.splice(i, 1);
+          resolve(false);
+        };
+        const waiter = () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(true);
+        };
+        slots.waiters.push(waiter);
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+      if (!got) return noop;
+      // The releasing attempt handed its slot over: `inUse` already counts it.
+    } else {
+      slots.inUse++;
     }
-    slots.inUse++;
     if (lim.launchesPerSecond) {
       const now = Date.now();
       const at = Math.max(now, slots.nextLaunchAt);
@@ -176,13 +195,16 @@ export class Engine {
     return () => {
       if (released) return;
       released = true;
-      slots.inUse--;
-      slots.waiters.shift()?.();
+      // Hand the slot straight to the next waiter, so no newcomer can take it in between.
+      const next = slots.waiters.shift();
+      if (next) next();
+      else slots.inUse--;
     };
   }
 }
 
 const noop = () => {};
+const DONE: Promise<void> = Promise.resolve();
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -266,11 +288,21 @@ interface NodeRt {
   startedAt?: number;
   endedAt?: number;
   current?: Attempt;
-  logs: Map<number, string[]>;
+  /** Nodes this one waits for (data and `after()`), computed once. */
+  upstream: NodeRt[];
+  /** Blob prefix of the node's attempts and checkpoint. */
+  prefix: string;
+  /** `ctx.node`, shared by the node's attempts. */
+  ctxNode: { readonly id: string };
+  /** Log lines by attempt; created on the first line. */
+  logs?: Map<number, string[]>;
   resolveInputs: () => Record<string, unknown>;
 }
 
 const MAX_LOG_LINES = 10_000;
+/** Nodes started per turn of the event loop (see `pump`). */
+const START_BATCH = 256;
+const noInputs = (): Record<string, unknown> => ({});
 
 class Execution {
   readonly id: string;
@@ -279,10 +311,13 @@ class Execution {
   private readonly byId = new Map<string, NodeRt>();
   private readonly ready: NodeRt[] = [];
   private readyHead = 0;
+  private startedThisTurn = 0;
+  private pumpScheduled = false;
   private running = 0;
   private remaining: number;
   private seq = 0;
   private phase: ExecutionPhase = "running";
+  private finished = false;
   private failure?: ErrorDocument & { node?: string };
   private readonly maxParallelism: number;
   private readonly startedAt = Date.now();
@@ -306,6 +341,7 @@ class Execution {
     this.domain = wf.id.domain;
     this.maxParallelism = opts.maxParallelism ?? wf.maxParallelism ?? Number.POSITIVE_INFINITY;
     this.result = new Promise((r) => (this.settle = r));
+    const validated = new Set<TaskSpec>();
     for (const n of wf.nodes) {
       const base = spec.tasks[n.task];
       if (!base) {
@@ -313,7 +349,10 @@ class Execution {
       }
       const task = n.overrides ? { ...base, metadata: { ...base.metadata, ...n.overrides } } : base;
       const plugin = engine.opts.registry.forType(task.type, task.id.name);
-      plugin.validate?.(task);
+      if (plugin.validate && !validated.has(task)) {
+        plugin.validate(task);
+        validated.add(task);
+      }
       const rt: NodeRt = {
         spec: n,
         task,
@@ -326,8 +365,16 @@ class Execution {
         systemFailures: 0,
         cached: false,
         recovered: false,
-        logs: new Map(),
-        resolveInputs: () => ({}),
+        upstream: [],
+        prefix: `executions/${this.project}/${this.domain}/${this.id}/${n.id}`,
+        ctxNode: { id: n.id },
+        outputs: undefined,
+        error: undefined,
+        startedAt: undefined,
+        endedAt: undefined,
+        current: undefined,
+        logs: undefined,
+        resolveInputs: noInputs,
       };
       this.nodes.push(rt);
       this.byId.set(n.id, rt);
@@ -335,13 +382,19 @@ class Execution {
     for (const rt of this.nodes) {
       const deps = nodeDependencies(rt.spec);
       rt.waitingFor = deps.size;
-      for (const d of deps) this.byId.get(d)!.downstream.push(rt);
-      const resolvers = Object.entries(rt.spec.inputs).map(([k, b]) => [k, this.compileBinding(b)] as const);
+      for (const d of deps) {
+        const u = this.byId.get(d)!;
+        u.downstream.push(rt);
+        rt.upstream.push(u);
+      }
+      const keys = Object.keys(rt.spec.inputs);
+      if (keys.length === 0) continue;
+      const resolvers = keys.map((k) => this.compileBinding(rt.spec.inputs[k]));
       rt.resolveInputs = () => {
         const o: Record<string, unknown> = {};
-        for (const [k, r] of resolvers) {
-          const v = r();
-          if (v !== undefined) o[k] = v;
+        for (let i = 0; i < keys.length; i++) {
+          const v = resolvers[i]();
+          if (v !== undefined) o[keys[i]] = v;
         }
         return o;
       };
@@ -355,7 +408,7 @@ class Execution {
       logs: (node, attempt) => {
         const n = self.byId.get(node);
         if (!n) return [];
-        return n.logs.get(attempt ?? n.attempts) ?? [];
+        return n.logs?.get(attempt ?? n.attempts) ?? [];
       },
       abort: (reason) => self.abort(reason),
     };
@@ -393,9 +446,13 @@ class Execution {
     this.opts.onEvent?.(ev);
   }
 
-  private setPhase(n: NodeRt, phase: NodePhase, extra: Partial<ExecutionEvent> = {}): void {
+  /** A node's phase change, as an event. (Hot path: one object, fixed key order.) */
+  setPhase(n: NodeRt, phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
     n.phase = phase;
-    this.emit({ node: n.spec.id, phase, attempt: n.attempts || undefined, ...extra });
+    const ev: ExecutionEvent = { seq: ++this.seq, at: Date.now(), execution: this.id, node: n.spec.id, phase, attempt: n.attempts || undefined };
+    if (extra) Object.assign(ev, extra);
+    this.events.push(ev);
+    this.opts.onEvent?.(ev);
   }
 
   begin(): void {
@@ -410,7 +467,6 @@ class Execution {
           hint: "raise the workflow's timeout or make its tasks faster",
         });
       }, timeout);
-      this.deadlineTimer.unref?.();
     }
     for (const n of this.nodes) if (n.waitingFor === 0) this.enqueue(n);
     if (this.nodes.length === 0) this.finish();
@@ -423,9 +479,29 @@ class Execution {
 
   private pump(): void {
     while (this.readyHead < this.ready.length && this.running < this.maxParallelism && this.phase === "running") {
+      if (this.startedThisTurn >= START_BATCH) {
+        // A wide fan starts in batches, one per turn of the event loop: quick nodes of a
+        // batch finish before the next starts, so their state is not all alive at once.
+        if (!this.pumpScheduled) {
+          this.pumpScheduled = true;
+          setImmediate(() => {
+            this.pumpScheduled = false;
+            this.startedThisTurn = 0;
+            this.pump();
+          });
+        }
+        break;
+      }
+      this.startedThisTurn++;
       const n = this.ready[this.readyHead++];
       this.running++;
-      this.runNode(n).then(
+      let started: Promise<void>;
+      try {
+        started = this.runNode(n);
+      } catch (e) {
+        started = Promise.reject(e);
+      }
+      started.then(
         () => this.nodeDone(n),
         (e) => {
           // runNode handles its own failures; anything here is an engine bug surfaced as a system error.
@@ -451,16 +527,14 @@ class Execution {
     }
     for (const d of n.downstream) {
       if (--d.waitingFor === 0 && !TERMINAL.has(d.phase)) {
-        const blocked = nodeDependencies(d.spec);
         let bad: NodeRt | undefined;
-        for (const id of blocked) {
-          const u = this.byId.get(id)!;
+        for (const u of d.upstream) {
           if (u.phase !== "succeeded") {
             bad = u;
             break;
           }
         }
-        if (bad || this.phase !== "running") this.skip(d, bad ? `upstream node "${bad.spec.id}" ${bad.phase}` : "execution ended");
+        if (bad || this.halted) this.skip(d, bad ? `upstream node "${bad.spec.id}" ${bad.phase}` : "execution ended");
         else this.enqueue(d);
       }
     }
@@ -479,7 +553,14 @@ class Execution {
     }
   }
 
+  /** No new attempt starts once the execution is aborted, failed fast or past its deadline. */
+  private get halted(): boolean {
+    return this.phase !== "running" || this.ac.signal.aborted;
+  }
+
   private failFast(): void {
+    // Wakes nodes waiting out a retry backoff or a cache lease; they end as aborted.
+    this.ac.abort("another node failed (fail-fast)");
     for (const n of this.nodes) n.current?.stop("aborted", "another node failed (fail-fast)");
     // Nodes queued but not started are skipped as they come out of the queue.
     for (let i = this.readyHead; i < this.ready.length; i++) {
@@ -514,6 +595,9 @@ class Execution {
   }
 
   private finish(): void {
+    // Reached from nodeDone, fail() and abort(): the execution ends once, with one terminal event.
+    if (this.finished) return;
+    this.finished = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     const endedAt = Date.now();
     const nodes: NodeSummary[] = this.nodes.map((n) => ({
@@ -558,13 +642,14 @@ class Execution {
   // -------------------------------------------------------------------------
   // One node
 
-  private async runNode(n: NodeRt): Promise<void> {
+  /** Not `async` on purpose: the uncached path goes straight to runAttempts (hot path). */
+  private runNode(n: NodeRt): Promise<void> {
     const reused = this.opts.reuse?.(n.spec.id);
     if (reused) {
       n.outputs = reused.outputs;
       n.recovered = true;
       this.setPhase(n, "succeeded", { recovered: true, outputs: reused.outputs });
-      return;
+      return DONE;
     }
     this.setPhase(n, "queued");
     n.startedAt = Date.now();
@@ -574,11 +659,15 @@ class Execution {
     } catch (e) {
       n.error = toErrorDocument(e, "system");
       this.setPhase(n, "failed", { error: n.error });
-      return;
+      return DONE;
     }
     const cache = n.task.metadata.cache;
     if (!cache || !this.engine.opts.catalog) return this.runAttempts(n, inputs);
-    const catalog = this.engine.opts.catalog;
+    return this.runCached(n, inputs, cache);
+  }
+
+  private async runCached(n: NodeRt, inputs: Record<string, unknown>, cache: CachePolicy): Promise<void> {
+    const catalog = this.engine.opts.catalog!;
     const key = cacheKey(n.task, cache.version, cache.ignoreInputs, inputs);
     if (await this.cacheHit(n, key)) return;
     if (!cache.serialize) return this.runAttempts(n, inputs, key, cache);
@@ -625,14 +714,14 @@ class Execution {
   private async runAttempts(n: NodeRt, inputs: Record<string, unknown>, key?: string, cache?: CachePolicy): Promise<void> {
     const retries = n.task.metadata.retries;
     for (;;) {
-      if (this.phase !== "running") {
+      if (this.halted) {
         this.setPhase(n, "aborted", { message: "execution ended" });
         return;
       }
       n.attempts++;
       const systemLeft = retries.system - n.systemFailures;
       const interruptible = n.task.metadata.interruptible && systemLeft > 0;
-      const attempt = new Attempt(this.engine, this, n, inputs, interruptible, (phase, extra) => this.setPhase(n, phase, extra));
+      const attempt = new Attempt(this.engine, this, n, inputs, interruptible);
       n.current = attempt;
       const status = await attempt.run();
       n.current = undefined;
@@ -679,44 +768,77 @@ class Execution {
     }
   }
 
-  attemptContext(
-    n: NodeRt,
-    inputs: Record<string, unknown>,
+  /** `ctx.execution`, shared by every attempt of the execution. */
+  private ctxExecution?: TaskContext["execution"];
+
+  attemptContext(n: NodeRt, inputs: Record<string, unknown>, interruptible: boolean, attempt: Attempt): TaskContext {
+    const ex = (this.ctxExecution ??= Object.freeze({ id: this.id, project: this.project, domain: this.domain }));
+    return new AttemptContext(this.engine, ex, n, inputs as Record<string, Json>, interruptible, attempt);
+  }
+}
+
+/**
+ * What a plugin gets for one attempt. A class (not a literal with closures): one is made
+ * per attempt, so the logger and the AbortSignal are only made when used.
+ */
+class AttemptContext implements TaskContext {
+  readonly node: { readonly id: string };
+  readonly attempt: { readonly id: string; readonly number: number; readonly interruptible: boolean };
+  readonly task: TaskSpec;
+  readonly outputPrefix: string;
+  readonly checkpointPrefix: string;
+  readonly blobs: BlobStore;
+  readonly workDir: string;
+  readonly notify: () => void;
+  private inputsUriP?: Promise<string>;
+  private log?: TaskLogger;
+
+  constructor(
+    engine: Engine,
+    readonly execution: TaskContext["execution"],
+    private readonly n: NodeRt,
+    readonly inputs: Readonly<Record<string, Json>>,
     interruptible: boolean,
-    signal: AbortSignal,
-    notify: () => void,
-  ): TaskContext {
-    const blobs = this.engine.opts.blobs;
+    private readonly owner: Attempt,
+  ) {
     const attemptNo = n.attempts;
-    const prefix = `executions/${this.project}/${this.domain}/${this.id}/${n.spec.id}`;
-    const outputPrefix = `${prefix}/${attemptNo}`;
-    const lines: string[] = [];
-    n.logs.set(attemptNo, lines);
+    this.node = n.ctxNode;
+    this.attempt = { id: `${execution.id}-${n.spec.id}-${attemptNo}`, number: attemptNo, interruptible };
+    this.task = n.task;
+    this.checkpointPrefix = n.prefix;
+    this.outputPrefix = `${n.prefix}/${attemptNo}`;
+    this.blobs = engine.opts.blobs;
+    this.workDir = engine.opts.workDir;
+    this.notify = owner.notify;
+  }
+
+  inputsUri(): Promise<string> {
+    return (this.inputsUriP ??= this.blobs.put(`${this.outputPrefix}/inputs.json`, JSON.stringify(stripLocal(this.inputs))));
+  }
+
+  /** Made on first use: most plugins never look (an AbortSignal costs microseconds on Node 20). */
+  get signal(): AbortSignal {
+    return this.owner.signal;
+  }
+
+  get logger(): TaskLogger {
+    if (this.log) return this.log;
+    const n = this.n;
+    const attemptNo = this.attempt.number;
+    // Created with the first line: most attempts log nothing.
+    let lines: string[] | undefined;
     const log =
       (level: string): TaskLogger["info"] =>
       (msg, fields) => {
+        if (!lines) (n.logs ??= new Map()).set(attemptNo, (lines = []));
         if (lines.length >= MAX_LOG_LINES) {
           if (lines.length === MAX_LOG_LINES) lines.push(`… log truncated after ${MAX_LOG_LINES} lines`);
           return;
         }
         lines.push(`${new Date().toISOString()} ${level} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`);
       };
-    let inputsUri: Promise<string> | undefined;
-    return {
-      execution: { id: this.id, project: this.project, domain: this.domain },
-      node: { id: n.spec.id },
-      attempt: { id: `${this.id}-${n.spec.id}-${attemptNo}`, number: attemptNo, interruptible },
-      task: n.task,
-      inputs: inputs as Record<string, Json>,
-      inputsUri: () => (inputsUri ??= blobs.put(`${outputPrefix}/inputs.json`, JSON.stringify(stripLocal(inputs)))),
-      outputPrefix,
-      checkpointPrefix: prefix,
-      blobs,
-      logger: { debug: log("DEBUG"), info: log("INFO"), warn: log("WARN"), error: log("ERROR") },
-      workDir: this.engine.opts.workDir,
-      signal,
-      notify,
-    };
+    this.log = { debug: log("DEBUG"), info: log("INFO"), warn: log("WARN"), error: log("ERROR") };
+    return this.log;
   }
 }
 
@@ -731,10 +853,13 @@ function getPath(v: unknown, path: readonly (string | number)[]): unknown {
 
 /** One attempt of one node: launch, then check until terminal; timeout and abort stop it. */
 class Attempt {
-  private readonly ac = new AbortController();
+  /** Made on first use of `signal` (an AbortController costs microseconds on Node 20). */
+  private ac?: AbortController;
   private wake?: () => void;
   private pending = false;
   private stopped?: { phase: "failed" | "aborted"; error?: ErrorDocument; message: string };
+  /** The plugin's `abort` of a stopped attempt; `finalize` and the slot release wait for it. */
+  private stopping?: Promise<void>;
   private state?: Json;
   private ctx!: TaskContext;
   private launched?: Promise<unknown>;
@@ -745,10 +870,13 @@ class Attempt {
     private readonly n: NodeRt,
     private readonly inputs: Record<string, unknown>,
     private readonly interruptible: boolean,
-    private readonly report: (phase: NodePhase, extra?: Partial<ExecutionEvent>) => void,
   ) {}
 
-  private notify = (): void => {
+  private report(phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
+    this.ex.setPhase(this.n, phase, extra);
+  }
+
+  readonly notify = (): void => {
     if (this.wake) {
       const w = this.wake;
       this.wake = undefined;
@@ -756,27 +884,41 @@ class Attempt {
     } else this.pending = true;
   };
 
-  /** Stop from outside (abort, fail-fast, timeout). */
-  async stop(phase: "failed" | "aborted", message: string, error?: ErrorDocument): Promise<void> {
-    if (this.stopped) return;
+  /** Aborted when the attempt is stopped (timeout, abort, fail-fast). */
+  get signal(): AbortSignal {
+    if (!this.ac) {
+      this.ac = new AbortController();
+      if (this.stopped) this.ac.abort(this.stopped.message);
+    }
+    return this.ac.signal;
+  }
+
+  /** Stop from outside (abort, fail-fast, timeout). The plugin's `abort` is called once, if launched. */
+  stop(phase: "failed" | "aborted", message: string, error?: ErrorDocument): Promise<void> {
+    if (this.stopped) return this.stopping ?? Promise.resolve();
     this.stopped = { phase, message, error };
-    this.ac.abort(message);
+    this.ac?.abort(message);
     this.notify();
-    await this.launched?.catch(() => undefined);
-    if (this.state !== undefined) {
+    this.stopping = (async () => {
+      // A launch in flight still produces the state to abort.
+      const state = this.launched ? await this.launched.then((st) => st as Json, () => undefined) : this.state;
+      if (state === undefined) return;
       try {
-        await this.n.plugin.abort(this.ctx, this.state);
+        await this.n.plugin.abort(this.ctx, state);
       } catch {
         // Best effort: the attempt is over for the engine either way.
       }
-    }
+    })();
+    return this.stopping;
   }
 
   async run(): Promise<TaskStatus> {
     const n = this.n;
     const plugin = n.plugin;
-    this.ctx = this.ex.attemptContext(n, this.inputs, this.interruptible, this.ac.signal, this.notify);
-    const release = await this.engine.acquireSlot(plugin, () => this.report("waiting-for-resources"));
+    this.ctx = this.ex.attemptContext(n, this.inputs, this.interruptible, this);
+    const release = plugin.limits
+      ? await this.engine.acquireSlot(plugin, () => this.report("waiting-for-resources"), this.signal)
+      : noop;
     let timer: NodeJS.Timeout | undefined;
     try {
       if (this.stopped) return this.stoppedStatus();
@@ -790,7 +932,6 @@ class Attempt {
             hint: "raise the task's timeout, or make it faster",
           });
         }, timeoutMs);
-        timer.unref?.();
       }
       const launch = plugin.launch(this.ctx);
       this.launched = launch;
@@ -801,10 +942,7 @@ class Attempt {
         if (!(e instanceof TernError)) doc.kind = "system";
         return { phase: "failed", error: { ...doc, message: `plugin "${plugin.id}" could not launch: ${doc.message}` } };
       }
-      if (this.stopped) {
-        await plugin.abort(this.ctx, this.state).catch(() => undefined);
-        return this.stoppedStatus();
-      }
+      if (this.stopped) return this.stoppedStatus(); // stop() aborts the launched work
       this.report("initializing", { plugin: plugin.id, pluginState: this.state });
       let last: TaskPhase = "initializing";
       let checkErrors = 0;
@@ -823,11 +961,12 @@ class Attempt {
         if (this.stopped) return this.stoppedStatus();
         if (status) {
           if (status.phase === "succeeded" || status.phase === "failed" || status.phase === "aborted") {
-            return await this.complete(status);
+            const done = this.complete(status);
+            return done instanceof Promise ? await done : done;
           }
           if (status.phase !== last) {
             last = status.phase;
-            this.report(status.phase, status.message ? { message: status.message } : {});
+            this.report(status.phase, status.message ? { message: status.message } : undefined);
           }
         }
         if (this.pending) {
@@ -836,8 +975,8 @@ class Attempt {
         }
         await new Promise<void>((resolve) => {
           this.wake = resolve;
+          // Not unref'd: between polls this timer may be all that keeps the process alive.
           const t = setTimeout(this.notify, pollMs);
-          t.unref?.();
           const orig = resolve;
           this.wake = () => {
             clearTimeout(t);
@@ -849,10 +988,12 @@ class Attempt {
       }
     } finally {
       if (timer) clearTimeout(timer);
+      // A stopped attempt's work is aborted before its slot is freed and it is finalized.
+      if (this.stopping) await this.stopping;
       release();
-      if (this.state !== undefined) {
+      if (this.state !== undefined && plugin.finalize) {
         try {
-          await plugin.finalize?.(this.ctx, this.state);
+          await plugin.finalize(this.ctx, this.state);
         } catch {
           // finalize is cleanup; its failure does not change the outcome
         }
@@ -866,8 +1007,13 @@ class Attempt {
   }
 
   /** Turn a terminal status into outputs or an error, reading `outputs.json`/`error.json` when needed. */
-  private async complete(status: TaskStatus): Promise<TaskStatus> {
+  private complete(status: TaskStatus): TaskStatus | Promise<TaskStatus> {
     if (status.phase !== "succeeded") return status;
+    if (status.outputs !== undefined && !isLiteralRef(status.outputs)) return status;
+    return this.completeAsync(status);
+  }
+
+  private async completeAsync(status: TaskStatus): Promise<TaskStatus> {
     if (status.outputs !== undefined) return { ...status, outputs: (await resolveLiteral(status.outputs, this.ctx.blobs)) as Json };
     const blobs = this.ctx.blobs;
     const outUri = blobs.uri(`${this.ctx.outputPrefix}/outputs.json`);
@@ -897,9 +1043,13 @@ function isNullOutput(t: TaskSpec): boolean {
   return typeof o === "object" && o?.type === "null";
 }
 
+function isLiteralRef(v: unknown): boolean {
+  return v !== null && typeof v === "object" && (v as { $tern?: unknown }).$tern === "literal";
+}
+
 /** A large output may come back as a reference to a literal in blob storage. */
 export async function resolveLiteral(v: unknown, blobs: BlobStore): Promise<unknown> {
-  if (v && typeof v === "object" && (v as { $tern?: unknown }).$tern === "literal") {
+  if (isLiteralRef(v)) {
     const uri = (v as { uri: string }).uri;
     return JSON.parse(Buffer.from(await blobs.get(uri)).toString("utf8"));
   }

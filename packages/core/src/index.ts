@@ -82,7 +82,7 @@ export {
   type TaskStatus,
   type TernPlugin,
 } from "./plugin.js";
-export { createContainer, createToken, type DependencyContainer, isProvided, provide, resolve, resolveAll, type Token } from "./tokens.js";
+export { createContainer, createToken, type DependencyContainer, inject, injectable, isProvided, provide, resolve, resolveAll, type Token } from "./tokens.js";
 export { type BlobStore, digestPath, LocalBlobStore, putContent } from "./blob.js";
 export {
   type Catalog,

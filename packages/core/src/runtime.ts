@@ -27,9 +27,7 @@ export class DefinitionIndex {
 
   /** Find a task's body: compiled here, defined here, or in its code bundle. */
   resolver(workDir: string): TaskResolver {
-    return async (spec: TaskSpec) => {
-      const known = this.byKey.get(taskKey(spec.id));
-      if (known) return known;
+    const load = async (spec: TaskSpec): Promise<AnyTask> => {
       const bundle = spec.code?.bundle;
       if (bundle) await importBundle(bundlePath(workDir, bundle));
       const defs = definedTasks(spec.id.name);
@@ -42,6 +40,8 @@ export class DefinitionIndex {
         { kind: "system" },
       );
     };
+    // A task compiled here is returned synchronously: no promise on the per-attempt path.
+    return (spec: TaskSpec) => this.byKey.get(taskKey(spec.id)) ?? load(spec);
   }
 }
 
@@ -92,7 +92,7 @@ export async function createEngine(opts: LocalEngineOptions = {}): Promise<Local
   const backend = opts.backend ?? "inline";
   if (backend === "inline") container.register(BACKEND_PLUGIN, { useClass: InlineBackend });
   else if (backend === "process") {
-    const { ProcessBackend, PROCESS_BACKEND_OPTIONS } = await import("./backends/process.js" as string);
+    const { ProcessBackend, PROCESS_BACKEND_OPTIONS } = await import("./backends/process.js");
     provide(container, PROCESS_BACKEND_OPTIONS, { workers: opts.workers, workDir });
     container.register(BACKEND_PLUGIN, { useClass: ProcessBackend });
   }

@@ -36,3 +36,5 @@ export function isProvided<T>(c: DependencyContainer, token: Token<T>): boolean 
 }
 
 export type { DependencyContainer };
+/** tsyringe's decorators, re-exported so plugins register classes in the same tsyringe instance as the core. */
+export { inject, injectable } from "tsyringe";

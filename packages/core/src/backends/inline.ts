@@ -6,9 +6,10 @@
 import { inject, injectable } from "tsyringe";
 import type { AnyTask } from "../dsl.js";
 import { ErrorCodes } from "../errors.js";
-import { executeTask } from "../execute/run-task.js";
+import type { BlobStore } from "../blob.js";
+import { type ExecuteEnv, executeTask } from "../execute/run-task.js";
 import type { Json } from "../json.js";
-import { type BackendPlugin, CONTRACT_VERSION, type TaskContext, type TaskStatus } from "../plugin.js";
+import { type BackendPlugin, CONTRACT_VERSION, type TaskContext, type TaskLogger, type TaskStatus } from "../plugin.js";
 import type { TaskSpec } from "../spec.js";
 import { createToken, type Token } from "../tokens.js";
 
@@ -19,10 +20,44 @@ export const TASK_RESOLVER: Token<TaskResolver> = createToken("tern.task-resolve
 interface Running {
   done: boolean;
   status?: TaskStatus;
-  abort: AbortController;
+  /** The body's `ctx.signal`, made only if the body reads it. */
+  ac?: AbortController;
+  aborted?: boolean;
 }
 
 type InlineState = { attempt: string };
+
+/**
+ * What a body gets from its inline attempt. Most bodies never read `ctx.signal`, and on
+ * Node 20 an AbortSignal and its listener cost more than the rest of an attempt: they are
+ * made on first use (so is the logger). A class, not a literal with getters: cheaper to make.
+ */
+class InlineEnv implements ExecuteEnv {
+  constructor(
+    private readonly ctx: TaskContext,
+    private readonly r: Running,
+  ) {}
+
+  get blobs(): BlobStore {
+    return this.ctx.blobs;
+  }
+
+  get logger(): TaskLogger {
+    return this.ctx.logger;
+  }
+
+  get signal(): AbortSignal {
+    const r = this.r;
+    if (!r.ac) {
+      const ac = new AbortController();
+      r.ac = ac;
+      const outer = this.ctx.signal;
+      if (outer.aborted || r.aborted) ac.abort(outer.reason);
+      else outer.addEventListener("abort", () => ac.abort(outer.reason), { once: true });
+    }
+    return r.ac.signal;
+  }
+}
 
 @injectable()
 export class InlineBackend implements BackendPlugin<InlineState> {
@@ -36,11 +71,10 @@ export class InlineBackend implements BackendPlugin<InlineState> {
   async launch(ctx: TaskContext): Promise<InlineState> {
     const id = ctx.attempt.id;
     if (this.running.has(id)) return { attempt: id };
-    const r: Running = { done: false, abort: new AbortController() };
+    const r: Running = { done: false };
     this.running.set(id, r);
-    const onAbort = () => r.abort.abort(ctx.signal.reason);
-    ctx.signal.addEventListener("abort", onAbort, { once: true });
-    const def = await this.resolveTask(ctx.task);
+    const found = this.resolveTask(ctx.task);
+    const def = found instanceof Promise ? await found : found;
     executeTask(
       def,
       {
@@ -52,9 +86,8 @@ export class InlineBackend implements BackendPlugin<InlineState> {
         checkpointPrefix: ctx.checkpointPrefix,
         workDir: ctx.workDir,
       },
-      { blobs: ctx.blobs, logger: ctx.logger, signal: r.abort.signal },
+      new InlineEnv(ctx, r),
     ).then((res) => {
-      ctx.signal.removeEventListener("abort", onAbort);
       r.done = true;
       r.status = res.ok ? { phase: "succeeded", outputs: res.outputs as Json } : { phase: "failed", error: res.error };
       ctx.notify();
@@ -78,7 +111,10 @@ export class InlineBackend implements BackendPlugin<InlineState> {
   }
 
   async abort(_ctx: TaskContext, state: InlineState): Promise<void> {
-    this.running.get(state.attempt)?.abort.abort();
+    const r = this.running.get(state.attempt);
+    if (!r) return;
+    r.aborted = true;
+    r.ac?.abort();
   }
 
   async finalize(_ctx: TaskContext, state: InlineState): Promise<void> {

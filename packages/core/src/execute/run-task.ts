@@ -61,10 +61,10 @@ export async function executeTask(def: AnyTask, req: ExecuteRequest, env: Execut
 
 async function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  const scratch = path.join(req.workDir, ".tern", "downloads");
+  let scratch: string | undefined;
   for (const [k, schema] of Object.entries(def.inputSchemas as Shape)) {
     let v = req.inputs[k];
-    if (v !== null && typeof v === "object") v = await materialize(v, blobs, scratch);
+    if (v !== null && typeof v === "object") v = await materialize(v, blobs, (scratch ??= path.join(req.workDir, ".tern", "downloads")));
     const r = schema.safeParse(v);
     if (!r.success) {
       const issue = r.error.issues[0];
@@ -205,24 +205,29 @@ export async function offload(v: unknown, blobs: BlobStore): Promise<unknown> {
 }
 
 class Ctx implements TaskCtx {
-  readonly logger: TaskLogger;
   readonly execution: { id: string; project: string; domain: string };
   readonly node: { id: string };
   readonly task: { name: string };
   readonly attempt: number;
-  readonly signal: AbortSignal;
   private scratch?: string;
 
   constructor(
     private readonly req: ExecuteRequest,
     private readonly env: ExecuteEnv,
   ) {
-    this.logger = env.logger;
     this.execution = req.execution;
     this.node = { id: req.node };
     this.task = { name: req.task.id.name };
     this.attempt = req.attempt;
-    this.signal = env.signal;
+  }
+
+  /** Read on use: a backend may make these lazily (an AbortSignal costs microseconds). */
+  get signal(): AbortSignal {
+    return this.env.signal;
+  }
+
+  get logger(): TaskLogger {
+    return this.env.logger;
   }
 
   get scratchDir(): string {

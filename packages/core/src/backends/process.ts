@@ -1,0 +1,591 @@
+/**
+ * `process`: runs TypeScript task bodies in a pool of warm worker processes
+ * (`tern-execute --serve`), one attempt at a time per worker. No process is
+ * started per task: a worker imports a code bundle once and then runs any number
+ * of attempts from it, so dispatch costs one IPC round trip.
+ *
+ * A worker's crash (process.exit in user code, out of memory, a signal) fails only
+ * the attempt it was running, as a system error, and the pool starts a new worker.
+ * Abort kills the worker running the attempt. Work in this pool does not outlive
+ * the engine's process: a restarted engine sees its attempts as lost (a system
+ * error, retried).
+ *
+ * Protocol (Node IPC, see {@link RunMessage} and {@link WorkerMessage}): the parent
+ * sends `run`; the worker answers with `log` messages and one `done`. Outputs come
+ * back inline when their JSON is at most 1 MiB; bigger ones are written by the
+ * worker to `<outputPrefix>/outputs.json`, where the engine reads them.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { fileURLToPath } from "node:url";
+import { inject, injectable } from "tsyringe";
+import { bundlePath } from "../bundle.js";
+import { ErrorCodes, type ErrorDocument, TernError } from "../errors.js";
+import type { ExecuteRequest } from "../execute/run-task.js";
+import type { Json } from "../json.js";
+import { type BackendPlugin, CONTRACT_VERSION, type TaskContext, type TaskStatus } from "../plugin.js";
+import type { TaskSpec } from "../spec.js";
+import { createToken, type Token } from "../tokens.js";
+
+/** Configuration of the {@link ProcessBackend}. */
+export interface ProcessBackendOptions {
+  /** Worker processes in the pool, started as they are needed. @default os.availableParallelism() */
+  workers?: number;
+  /** Project directory: the workers' current directory; bundles are found under its `.tern/bundles`. */
+  workDir: string;
+}
+
+/** Token under which {@link ProcessBackendOptions} are provided to the container. */
+export const PROCESS_BACKEND_OPTIONS: Token<ProcessBackendOptions> = createToken(
+  "tern.process-backend.options",
+);
+
+/** The persisted plugin state of an attempt: its id and the worker's pid (`null` while it waits for a worker). */
+export type ProcessState = { attempt: string; pid: number | null };
+
+// ---------------------------------------------------------------------------
+// Wire protocol, shared with `bin/tern-execute.ts` (which imports these types only).
+
+/** Level of a log line from a worker (stdout lines are `info`, stderr lines `error`). @internal */
+export type WorkerLogLevel = "debug" | "info" | "warn" | "error";
+
+/** Parent → worker: run one attempt. @internal */
+export interface RunMessage {
+  t: "run";
+  /** Attempt id; every message about this attempt carries it. */
+  a: string;
+  /** Absolute path of the code bundle. */
+  bundle: string;
+  /** Root URI of the blob store (a `file:` URL). */
+  blobRoot: string;
+  /** Blob key under which large outputs go (`outputs.json`). */
+  outputPrefix: string;
+  /**
+   * The request, without `task` when this worker already has the spec: specs are
+   * sent once per worker and then named by `spec` (they do not change for a key).
+   */
+  req: Omit<ExecuteRequest, "task"> & { task?: TaskSpec };
+  /** Key of the task spec in the worker's cache. */
+  spec: number;
+  /** A spec key the worker should forget (its cache is bounded by the parent). */
+  drop?: number;
+}
+
+/** Worker → parent. @internal */
+export type WorkerMessage =
+  | { t: "log"; a: string; level: WorkerLogLevel; msg: string; fields?: Record<string, unknown> }
+  | {
+      t: "done";
+      a: string;
+      /** Outputs as JSON text (absent when `stored`, or on failure). */
+      json?: string;
+      /** Outputs were written to `<outputPrefix>/outputs.json`. */
+      stored?: boolean;
+      error?: ErrorDocument;
+      /**
+       * Several loaded bundles define the task's name and this one does not export it:
+       * run the attempt again on a fresh worker, which has loaded only this bundle.
+       */
+      recycle?: boolean;
+      /** The worker is exiting after this reply (its state is suspect): do not give it more work. */
+      bye?: boolean;
+    };
+
+// ---------------------------------------------------------------------------
+
+const MAX_LOG_LINES = 10_000;
+/** Task specs a worker keeps (sent once, then named by key). */
+const WORKER_SPEC_CACHE = 512;
+/** Finished attempts whose log lines `logs()` still serves after `finalize`. */
+const FINISHED_LOGS_KEPT = 256;
+/** How long `abort`/`close` wait for a killed worker to be reaped. */
+const EXIT_WAIT_MS = 5_000;
+
+const RUNNING: TaskStatus = { phase: "running" };
+const WAITING: TaskStatus = { phase: "waiting-for-resources", message: "waiting for a free worker process" };
+
+interface Run {
+  readonly id: string;
+  readonly ctx: TaskContext;
+  readonly msg: RunMessage;
+  readonly taskSpec: TaskSpec;
+  worker?: Worker;
+  /** Set once the attempt is over. */
+  status?: TaskStatus;
+  /** Formatted log lines, for `logs()`. */
+  lines?: string[];
+  /** `logs()` followers waiting for more lines or the end. */
+  waiters?: (() => void)[];
+  /** Already re-run once on a fresh worker (see `recycle`). */
+  recycled?: boolean;
+  /** Set while its worker is being killed (abort, finalize): both wait for the same kill. */
+  stopping?: Promise<void>;
+}
+
+interface Worker {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** The attempt it runs now. */
+  run?: Run;
+  /** The attempt it ran last: raw output that arrives late still belongs to it. */
+  last?: Run;
+  /** Task specs this worker holds, by the key the parent gave them, oldest first. */
+  readonly specs: Set<number>;
+  /** Killed by us or about to exit: not to be given work. */
+  leaving: boolean;
+  alive: boolean;
+  readonly exited: Promise<void>;
+}
+
+/** Resolve the worker entrypoint: `dist/bin/tern-execute.js`, beside this module once built. */
+function workerScript(): string {
+  const here = new URL("../bin/tern-execute.js", import.meta.url);
+  const candidates = [fileURLToPath(here)];
+  // When this module runs from sources (tests transforming src/), use the built copy.
+  if (here.pathname.includes("/src/"))
+    candidates.push(fileURLToPath(new URL("../../dist/bin/tern-execute.js", import.meta.url)));
+  const found = candidates.find((c) => fs.existsSync(c));
+  if (!found) {
+    throw new TernError(
+      ErrorCodes.CONFIG,
+      `the process backend's worker entrypoint is missing: ${candidates.join(" or ")}`,
+      {
+        hint: "build @tern/core (pnpm build) so that dist/bin/tern-execute.js exists",
+        kind: "system",
+      },
+    );
+  }
+  return found;
+}
+
+/**
+ * The `process` backend: TypeScript (`node`) tasks in a pool of warm worker processes.
+ *
+ * Tasks must come from a code bundle (`code.bundle` in their spec): `tern run`
+ * bundles the project; embedders call `bundleEntry()` and compile with
+ * `compile(def, { bundle: digest })`.
+ *
+ * @example
+ * const local = await createEngine({ backend: "process", workers: 4 });
+ */
+@injectable()
+export class ProcessBackend implements BackendPlugin<ProcessState> {
+  readonly id = "process";
+  readonly taskTypes = ["node"] as const;
+  readonly contractVersion = CONTRACT_VERSION;
+  /** One attempt per worker: the engine queues beyond the pool size. */
+  readonly limits: { maxConcurrent: number };
+
+  private readonly size: number;
+  private readonly workDir: string;
+  private script?: string;
+  private readonly workers = new Set<Worker>();
+  private readonly idle: Worker[] = [];
+  /** Attempts launched while every worker was busy (only when more than `size` are in flight). */
+  private readonly queue: Run[] = [];
+  private readonly runs = new Map<string, Run>();
+  private readonly finishedLogs = new Map<string, string[]>();
+  /** Small integer keys for task spec objects, so a worker receives each spec once. */
+  private readonly specKeys = new WeakMap<TaskSpec, number>();
+  private nextSpecKey = 1;
+  /** Bundle files seen to exist, by digest (checked once, not per launch). */
+  private readonly knownBundles = new Map<string, { workDir: string; file: string }>();
+  private closed = false;
+
+  constructor(@inject(PROCESS_BACKEND_OPTIONS) opts: ProcessBackendOptions) {
+    const n = opts.workers ?? os.availableParallelism();
+    if (!Number.isInteger(n) || n < 1) {
+      throw new TernError(
+        ErrorCodes.CONFIG,
+        `the process backend needs at least one worker (workers: ${n})`,
+        {
+          hint: "set workers to a positive integer, or leave it out to use one per CPU",
+        },
+      );
+    }
+    this.size = n;
+    this.workDir = opts.workDir;
+    this.limits = { maxConcurrent: n };
+  }
+
+  validate(task: TaskSpec): void {
+    if (task.type === "node" && !task.code?.bundle) {
+      throw new TernError(
+        ErrorCodes.CONFIG,
+        `task "${task.id.name}" has no code bundle: the process backend runs bundled code in worker processes`,
+        {
+          hint: "run it with `tern run`, which bundles your code, or bundle it with bundleEntry() and compile with compile(def, { bundle: bundle.digest })",
+          details: { task: task.id.name },
+        },
+      );
+    }
+  }
+
+  async launch(ctx: TaskContext): Promise<ProcessState> {
+    const id = ctx.attempt.id;
+    const known = this.runs.get(id);
+    if (known) return { attempt: id, pid: known.worker?.pid ?? null };
+    if (this.closed) {
+      throw new TernError(ErrorCodes.SYSTEM, "the process backend is closed", { kind: "system" });
+    }
+    this.validate(ctx.task);
+    const file = this.bundleFile(ctx);
+    if (!ctx.blobs.root.startsWith("file:")) {
+      throw new TernError(
+        ErrorCodes.CONFIG,
+        `the process backend needs a local blob store, not ${ctx.blobs.root}`,
+        {
+          hint: 'use the default LocalBlobStore with backend: "process", or a remote backend for remote storage',
+        },
+      );
+    }
+    this.script ??= workerScript();
+    const msg: RunMessage = {
+      t: "run",
+      a: id,
+      bundle: file,
+      blobRoot: ctx.blobs.root,
+      outputPrefix: ctx.outputPrefix,
+      spec: this.specKey(ctx.task),
+      req: {
+        inputs: ctx.inputs,
+        execution: ctx.execution,
+        node: ctx.node.id,
+        attempt: ctx.attempt.number,
+        checkpointPrefix: ctx.checkpointPrefix,
+        workDir: ctx.workDir,
+      },
+    };
+    const run: Run = { id, ctx, msg, taskSpec: ctx.task };
+    // Take the worker first: if a process cannot be started, nothing is left registered.
+    const w = this.idle.pop() ?? (this.workers.size < this.size ? this.spawn() : undefined);
+    this.runs.set(id, run);
+    if (w) this.assign(w, run);
+    else this.queue.push(run);
+    return { attempt: id, pid: run.worker?.pid ?? null };
+  }
+
+  async check(_ctx: TaskContext, state: ProcessState): Promise<TaskStatus> {
+    const run = this.runs.get(state.attempt);
+    if (!run) {
+      return {
+        phase: "failed",
+        error: {
+          code: ErrorCodes.SYSTEM,
+          kind: "system",
+          message: `the attempt ${state.attempt} was lost: its worker process${state.pid ? ` (pid ${state.pid})` : ""} belonged to an engine that is gone`,
+          hint: "work in the process backend does not outlive the engine that started it; it is retried",
+        },
+      };
+    }
+    return run.status ?? (run.worker ? RUNNING : WAITING);
+  }
+
+  async abort(_ctx: TaskContext, state: ProcessState): Promise<void> {
+    const run = this.runs.get(state.attempt);
+    if (run) await this.stop(run, "aborted: its worker process was killed");
+  }
+
+  async finalize(_ctx: TaskContext, state: ProcessState): Promise<void> {
+    const run = this.runs.get(state.attempt);
+    if (!run) return;
+    // The engine is done with the attempt. If it still runs (the engine may finalize
+    // a timed-out or aborted attempt before it calls abort), stop it now: nothing
+    // would stop it later.
+    await this.stop(run, "stopped: the engine finalized the attempt while it was running");
+    this.runs.delete(state.attempt);
+    if (run.lines?.length) {
+      this.finishedLogs.set(run.id, run.lines);
+      if (this.finishedLogs.size > FINISHED_LOGS_KEPT)
+        this.finishedLogs.delete(this.finishedLogs.keys().next().value!);
+    }
+    wake(run);
+  }
+
+  /** The attempt's log lines; follows a running attempt until it ends. */
+  async *logs(_ctx: TaskContext, state: ProcessState): AsyncIterable<string> {
+    const run = this.runs.get(state.attempt);
+    if (!run) {
+      yield* this.finishedLogs.get(state.attempt) ?? [];
+      return;
+    }
+    let i = 0;
+    for (;;) {
+      const lines = run.lines ?? [];
+      while (i < lines.length) yield lines[i++];
+      if (run.status || !this.runs.has(run.id)) return;
+      await new Promise<void>((r) => {
+        run.waiters ??= [];
+        run.waiters.push(r);
+      });
+    }
+  }
+
+  /** Kill every worker; attempts still running end as aborted. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const closing: TaskStatus = { phase: "aborted", message: "the process backend was closed" };
+    for (const run of this.queue.splice(0)) this.end(run, closing);
+    for (const w of this.workers) if (w.run) this.end(w.run, closing);
+    await Promise.all([...this.workers].map((w) => this.kill(w)));
+  }
+
+  /** Pids of the pool's workers, not counting those being retired (for tests and diagnostics). */
+  get pids(): number[] {
+    const out: number[] = [];
+    for (const w of this.workers) if (!w.leaving) out.push(w.pid);
+    return out;
+  }
+
+  // -------------------------------------------------------------------------
+
+  private bundleFile(ctx: TaskContext): string {
+    const digest = ctx.task.code!.bundle!;
+    const known = this.knownBundles.get(digest);
+    if (known?.workDir === ctx.workDir) return known.file;
+    const file = bundlePath(ctx.workDir, digest);
+    if (!fs.existsSync(file)) {
+      throw new TernError(
+        ErrorCodes.FILE_NOT_FOUND,
+        `the code bundle ${digest} of task "${ctx.task.id.name}" is not at ${file}`,
+        {
+          hint: "bundles are written by `tern run` and bundleEntry() under <project>/.tern/bundles; run from the project that built it (workDir), or bundle the code again",
+          details: { task: ctx.task.id.name, bundle: digest, file },
+        },
+      );
+    }
+    this.knownBundles.set(digest, { workDir: ctx.workDir, file });
+    return file;
+  }
+
+  private specKey(spec: TaskSpec): number {
+    let k = this.specKeys.get(spec);
+    if (k === undefined) {
+      k = this.nextSpecKey++;
+      this.specKeys.set(spec, k);
+    }
+    return k;
+  }
+
+  private spawn(): Worker {
+    const child = fork(this.script!, ["--serve"], {
+      cwd: this.workDir,
+      // stdout/stderr are piped: output that bypasses the worker's capture (raw fd
+      // writes, child processes of the task) still reaches the attempt's log.
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "json",
+      // Not the parent's flags: a test runner's loaders or --inspect would break workers.
+      execArgv: [],
+    });
+    let resolveExit!: () => void;
+    const w: Worker = {
+      child,
+      pid: child.pid ?? -1,
+      specs: new Set(),
+      leaving: false,
+      alive: true,
+      exited: new Promise<void>((r) => (resolveExit = r)),
+    };
+    this.workers.add(w);
+    child.on("message", (m: WorkerMessage) => this.onMessage(w, m));
+    child.on("exit", (code, signal) => {
+      resolveExit();
+      this.onExit(w, code, signal);
+    });
+    child.on("error", (e) => {
+      // A process that never started gets no `exit` event. Other errors (a failed
+      // send or kill) mean the process is going away, and `exit` follows.
+      if (w.alive && child.pid === undefined) {
+        resolveExit();
+        this.onExit(w, null, null, e);
+      }
+    });
+    this.pipeOutput(w, child.stdout, "info");
+    this.pipeOutput(w, child.stderr, "error");
+    // An idle pool must not keep the parent alive; the IPC channel is referenced
+    // only while the worker runs an attempt (see assign/release).
+    child.unref();
+    child.channel?.unref();
+    return w;
+  }
+
+  private pipeOutput(w: Worker, stream: NodeJS.ReadableStream | null, level: "info" | "error"): void {
+    if (!stream) return;
+    (stream as unknown as { unref?: () => void }).unref?.();
+    stream.setEncoding("utf8");
+    let partial = "";
+    const emit = (line: string) => {
+      const run = w.run ?? (w.last && this.runs.has(w.last.id) ? w.last : undefined);
+      if (run) this.log(run, level, line);
+      else process.stderr.write(`[tern worker ${w.pid}] ${line}\n`);
+    };
+    stream.on("data", (chunk: string) => {
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop()!;
+      for (const p of parts) emit(p.endsWith("\r") ? p.slice(0, -1) : p);
+    });
+    stream.on("end", () => {
+      if (partial) emit(partial);
+      partial = "";
+    });
+  }
+
+  private assign(w: Worker, run: Run): void {
+    w.run = run;
+    run.worker = w;
+    const msg = run.msg;
+    const sendSpec = !w.specs.has(msg.spec);
+    msg.req.task = sendSpec ? run.taskSpec : undefined;
+    // The worker's spec cache is bounded; the parent decides what it forgets.
+    msg.drop = sendSpec && w.specs.size >= WORKER_SPEC_CACHE ? w.specs.values().next().value : undefined;
+    w.child.channel?.ref();
+    try {
+      w.child.send(msg);
+      if (sendSpec) {
+        if (msg.drop !== undefined) w.specs.delete(msg.drop);
+        w.specs.add(msg.spec);
+      }
+    } catch (e) {
+      // A value JSON cannot carry (a BigInt, a cycle) in the inputs.
+      w.run = undefined;
+      this.release(w);
+      this.end(run, {
+        phase: "failed",
+        error: {
+          code: ErrorCodes.INPUT_INVALID,
+          kind: "user",
+          message: `the inputs of task "${run.taskSpec.id.name}" cannot be sent to a worker process: ${(e as Error).message}`,
+          hint: "task inputs must be JSON values or file/dir/dataframe references",
+        },
+      });
+    }
+  }
+
+  /** The worker finished an attempt: give it the next waiting one, or park it. */
+  private release(w: Worker): void {
+    if (w.leaving || !w.alive) return;
+    const next = this.queue.shift();
+    if (next) {
+      this.assign(w, next);
+      return;
+    }
+    w.child.channel?.unref();
+    this.idle.push(w);
+  }
+
+  private onMessage(w: Worker, m: WorkerMessage): void {
+    if (m.t === "log") {
+      const run = this.runs.get(m.a);
+      if (run) this.log(run, m.level, m.msg, m.fields);
+      return;
+    }
+    const run = w.run;
+    if (!run || run.id !== m.a) return;
+    w.run = undefined;
+    w.last = run;
+    if (m.bye) w.leaving = true;
+    if (m.recycle && !run.recycled && !run.status) {
+      // See WorkerMessage.recycle: retire this worker, run the attempt on a fresh one.
+      run.recycled = true;
+      void this.kill(w);
+      if (this.closed) this.end(run, { phase: "aborted", message: "the process backend was closed" });
+      else this.assign(this.spawn(), run);
+      return;
+    }
+    this.release(w);
+    if (w.leaving) void this.kill(w).then(() => this.refill());
+    if (run.status) return;
+    if (m.error) this.end(run, { phase: "failed", error: m.error });
+    else if (m.stored) this.end(run, { phase: "succeeded" });
+    else this.end(run, { phase: "succeeded", outputs: JSON.parse(m.json ?? "null") as Json });
+  }
+
+  private onExit(w: Worker, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
+    w.alive = false;
+    this.workers.delete(w);
+    const i = this.idle.indexOf(w);
+    if (i >= 0) this.idle.splice(i, 1);
+    const run = w.run;
+    w.run = undefined;
+    if (run && !run.status) {
+      const how = error
+        ? `could not start (${error.message})`
+        : signal
+          ? `was killed by ${signal}`
+          : `exited with code ${code}`;
+      this.end(run, {
+        phase: "failed",
+        error: {
+          code: ErrorCodes.SYSTEM,
+          kind: "system",
+          message: `the worker process (pid ${w.pid}) running task "${run.taskSpec.id.name}" ${how}`,
+          hint:
+            signal === "SIGKILL" || signal === "SIGABRT" || code === 134
+              ? "the process may have run out of memory: use less, or raise the limit with NODE_OPTIONS=--max-old-space-size=<MiB>"
+              : "a task must not call process.exit(); return or throw instead",
+          details: { task: run.taskSpec.id.name, pid: w.pid, exitCode: code, signal },
+        },
+      });
+    }
+    if (!w.leaving) this.refill();
+  }
+
+  /** Start workers for waiting attempts, and replace a lost worker so the pool stays warm. */
+  private refill(): void {
+    if (this.closed) return;
+    while (this.queue.length > 0 && this.workers.size < this.size)
+      this.assign(this.spawn(), this.queue.shift()!);
+    if (this.workers.size < this.size) this.idle.push(this.spawn());
+  }
+
+  /** SIGKILL a worker and wait until it is reaped. */
+  private async kill(w: Worker): Promise<void> {
+    w.leaving = true;
+    const i = this.idle.indexOf(w);
+    if (i >= 0) this.idle.splice(i, 1);
+    if (w.alive) w.child.kill("SIGKILL");
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([w.exited, new Promise<void>((r) => (timer = setTimeout(r, EXIT_WAIT_MS)))]);
+    clearTimeout(timer);
+  }
+
+  /** Stop an attempt that has not ended: drop it from the queue, or kill its worker. Idempotent. */
+  private stop(run: Run, message: string): Promise<void> {
+    if (run.stopping) return run.stopping;
+    if (run.status) return Promise.resolve();
+    this.end(run, { phase: "aborted", message });
+    const q = this.queue.indexOf(run);
+    if (q >= 0) this.queue.splice(q, 1);
+    const w = run.worker;
+    run.stopping = w && w.run === run ? this.kill(w).then(() => this.refill()) : Promise.resolve();
+    return run.stopping;
+  }
+
+  private end(run: Run, status: TaskStatus): void {
+    if (run.status) return;
+    run.status = status;
+    wake(run);
+    run.ctx.notify();
+  }
+
+  private log(run: Run, level: WorkerLogLevel, msg: string, fields?: Record<string, unknown>): void {
+    run.ctx.logger[level](msg, fields);
+    run.lines ??= [];
+    const lines = run.lines;
+    if (lines.length > MAX_LOG_LINES) return;
+    lines.push(
+      lines.length === MAX_LOG_LINES
+        ? `… log truncated after ${MAX_LOG_LINES} lines`
+        : `${new Date().toISOString()} ${level.toUpperCase()} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`,
+    );
+    wake(run);
+  }
+}
+
+function wake(run: Run): void {
+  const ws = run.waiters;
+  if (!ws) return;
+  run.waiters = undefined;
+  for (const w of ws) w();
+}
