@@ -66,8 +66,31 @@ export function cacheKey(task: TaskSpec, version: string, ignore: readonly strin
     for (const k of Object.keys(inputs)) if (!ignore.includes(k)) kept[k] = inputs[k];
   }
   return sha256(
-    `${task.id.project}\n${task.id.domain}\n${task.id.name}\n${version}\n${ih}\n${canonicalJson(stripLocal(kept))}`,
+    `${task.id.project}\n${task.id.domain}\n${task.id.name}\n${version}\n${ih}\n${canonicalJson(keyForm(kept))}`,
   );
+}
+
+const CAS_DIGEST = /\/cas\/[0-9a-f]{2}\/([0-9a-f]{64})/;
+
+/**
+ * What of a value goes into a cache key: by-reference values count by their
+ * content digest (so the same bytes under another path or in another checkout hit,
+ * and edited bytes miss), other values as they are.
+ */
+function keyForm(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(keyForm);
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$tern === "string" && o.$tern !== "literal") {
+      const uri = typeof o.uri === "string" ? o.uri : undefined;
+      const digest = uri ? CAS_DIGEST.exec(uri)?.[1] : undefined;
+      return { $tern: o.$tern, content: digest ?? uri ?? o.path ?? null, format: o.format ?? null };
+    }
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(o)) out[k] = keyForm(o[k]);
+    return out;
+  }
+  return v;
 }
 
 /** Literal form of a value: by-reference values keep their URI, never a machine-local path. */

@@ -132,7 +132,8 @@ export interface TaskCtx {
   readonly scratchDir: string;
   /** Resume long work: what one attempt saves, the next attempt of the same node loads. */
   readonly checkpoint: {
-    save(data: Json | Uint8Array): Promise<void>;
+    /** Save bytes, or any JSON-serializable value. */
+    save(data: unknown): Promise<void>;
     load(): Promise<Uint8Array | undefined>;
     loadJson<T = Json>(): Promise<T | undefined>;
   };

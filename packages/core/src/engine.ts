@@ -15,6 +15,8 @@ import { type Catalog, cacheKey, type CacheProducer, stripLocal } from "./catalo
 import type { Compiled } from "./compile.js";
 import { nodeDependencies } from "./compile.js";
 import type { Shape } from "./dsl.js";
+import { offload } from "./execute/run-task.js";
+import { isTernRef } from "./types.js";
 import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "./errors.js";
 import type { Json } from "./json.js";
 import type { BackendPlugin, BackendRegistry, TaskContext, TaskLogger, TaskPhase, TaskStatus } from "./plugin.js";
@@ -332,7 +334,7 @@ class Execution {
   constructor(
     private readonly engine: Engine,
     private readonly spec: CompiledWorkflow,
-    private readonly inputs: Record<string, unknown>,
+    private inputs: Record<string, unknown>,
     private readonly opts: StartOptions & { id: string },
   ) {
     this.id = opts.id;
@@ -457,6 +459,22 @@ class Execution {
 
   begin(): void {
     this.emit({ phase: "running", message: `workflow ${this.spec.workflow.id.name}` });
+    if (hasLocalRefs(this.inputs)) {
+      // Files given as inputs live only on this machine: store them first, so tasks
+      // (and cache keys) see their content, not a path that may change under them.
+      offload(this.inputs, this.engine.opts.blobs).then(
+        (v) => {
+          this.inputs = v as Record<string, unknown>;
+          this.schedule();
+        },
+        (e) => this.fail({ ...toErrorDocument(e, "user"), message: `storing the execution's input files failed: ${(e as Error).message}` }),
+      );
+      return;
+    }
+    this.schedule();
+  }
+
+  private schedule(): void {
     const timeout = this.spec.workflow.timeoutMs;
     if (timeout) {
       this.deadlineTimer = setTimeout(() => {
@@ -840,6 +858,16 @@ class AttemptContext implements TaskContext {
     this.log = { debug: log("DEBUG"), info: log("INFO"), warn: log("WARN"), error: log("ERROR") };
     return this.log;
   }
+}
+
+function hasLocalRefs(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasLocalRefs);
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (isTernRef(o)) return !o.uri;
+    return Object.values(o).some(hasLocalRefs);
+  }
+  return false;
 }
 
 function getPath(v: unknown, path: readonly (string | number)[]): unknown {

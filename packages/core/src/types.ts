@@ -16,8 +16,8 @@ export type RefKind = "file" | "dir" | "dataframe";
 /** A file value. Create one in a task with {@link file}; read it through `path`. */
 export interface TernFile {
   readonly $tern: "file";
-  /** Local path: where to read it inside a task, or where to upload it from when returned. */
-  readonly path?: string;
+  /** Local path: where to read it inside a task (always set there), or where to upload it from when returned. */
+  readonly path: string;
   /** Blob URI once stored (`blob:sha256:…` or a storage URL). */
   readonly uri?: string;
   readonly format?: string;
@@ -28,7 +28,8 @@ export interface TernFile {
 /** A directory value; like {@link TernFile} but uploaded as a tree. */
 export interface TernDir {
   readonly $tern: "dir";
-  readonly path?: string;
+  /** Local path of the tree (always set inside a task). */
+  readonly path: string;
   readonly uri?: string;
   readonly format?: string;
   readonly name?: string;

@@ -9,10 +9,12 @@ import {
   createEngine,
   DiskCatalog,
   type ExecutionEvent,
+  file,
   importBundle,
   isTaskDef,
   type LocalEngine,
   MemoryCatalog,
+  t,
   task,
   workflow,
 } from "@tern/core";
@@ -229,6 +231,40 @@ describe("cache: hits and misses", () => {
     expect(cacheKey(spec, "v", [], f("/tmp/one"))).not.toBe(
       cacheKey(spec, "v", [], f("/tmp/one", "file:///blob/2")),
     );
+  });
+});
+
+describe("cache: file inputs", () => {
+  it("keys a workflow's input file by its content, not its path", async () => {
+    let calls = 0;
+    const countLines = task(
+      { name: "ca_count_lines", inputs: { f: t.file({ format: "csv" }) }, output: z.number(), cache: true },
+      async ({ f }) => {
+        calls++;
+        return fs.readFileSync(f.path, "utf8").split("\n").length;
+      },
+    );
+    const wf = workflow(
+      { name: "ca_count_wf", inputs: { f: t.file({ format: "csv" }) }, output: z.number() },
+      ({ f }) => countLines({ f }),
+    );
+    const local = await engine();
+    const dir = tempDir();
+    const p = path.join(dir, "data.csv");
+    fs.writeFileSync(p, "a\nb\n");
+    expect((await local.run(wf, { f: file(p) })).outputs).toBe(3);
+    // Same path, new content: must not be served from the cache.
+    fs.writeFileSync(p, "a\nb\nc\nd\n");
+    const second = await local.run(wf, { f: file(p) });
+    expect(second.outputs).toBe(5);
+    expect(second.nodes[0].cached).toBe(false);
+    // Same content under another name: a hit.
+    const copy = path.join(dir, "copy.csv");
+    fs.copyFileSync(p, copy);
+    const third = await local.run(wf, { f: file(copy) });
+    expect(third.outputs).toBe(5);
+    expect(third.nodes[0].cached).toBe(true);
+    expect(calls).toBe(2);
   });
 });
 

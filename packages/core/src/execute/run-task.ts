@@ -244,7 +244,7 @@ class Ctx implements TaskCtx {
     const key = `${this.req.checkpointPrefix}/checkpoint`;
     const load = async () => ((await blobs.exists(blobs.uri(key))) ? blobs.get(blobs.uri(key)) : undefined);
     return {
-      save: async (data: Json | Uint8Array) => {
+      save: async (data: unknown) => {
         await blobs.put(key, data instanceof Uint8Array ? data : JSON.stringify(data));
       },
       load,
