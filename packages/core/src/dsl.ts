@@ -7,6 +7,7 @@
  * handles (`split.train`). TypeScript checks the wiring; `compile()` checks it
  * again from the serialized types.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
 import type { Duration } from "./duration.js";
@@ -243,11 +244,18 @@ export interface WorkflowOptions<I extends Shape, O extends z.ZodType> {
   maxParallelism?: number;
   /** Execution deadline. */
   timeout?: Duration;
+  /**
+   * Runs when the execution fails. Its inputs: `error` ({@link failureInfo}),
+   * `execution` ({@link executionInfo}), and any of the workflow's inputs by name.
+   */
+  onFailure?: AnyTask;
 }
 
 export type WorkflowBody<I extends Shape, O extends z.ZodType> = (inputs: WorkflowInputs<I>) => Bindable<z.input<O>> | void;
 
 export interface WorkflowDef<I extends Shape = Shape, O extends z.ZodType = z.ZodType> {
+  /** Inside another workflow's body: run this workflow as one node (a subworkflow). */
+  (inputs: CallInputs<I>, opts?: { id?: string }): Promised<z.output<O>>;
   readonly [DEF_KIND]: "workflow";
   readonly kind: "workflow";
   readonly workflowName: string;
@@ -267,7 +275,19 @@ export function isTaskDef(v: unknown): v is AnyTask {
 }
 
 export function isWorkflowDef(v: unknown): v is AnyWorkflow {
-  return typeof v === "object" && v !== null && (v as { [DEF_KIND]?: unknown })[DEF_KIND] === "workflow";
+  return typeof v === "function" && (v as { [DEF_KIND]?: unknown })[DEF_KIND] === "workflow";
+}
+
+/** Mark a definition object with its kind (how `isTaskDef` and friends recognise it). */
+export function markDefinition<T extends object>(def: T, kind: "task" | "workflow" | "launchplan", props: Record<string, unknown>): T {
+  const descriptors: PropertyDescriptorMap = { [DEF_KIND]: { value: kind }, kind: { value: kind } };
+  for (const [k, v] of Object.entries(props)) descriptors[k] = { value: v };
+  return Object.defineProperties(def, descriptors);
+}
+
+export function definitionKind(v: unknown): "task" | "workflow" | "launchplan" | undefined {
+  if ((typeof v !== "function" && typeof v !== "object") || v === null) return undefined;
+  return (v as { [DEF_KIND]?: "task" | "workflow" | "launchplan" })[DEF_KIND];
 }
 
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
@@ -313,18 +333,18 @@ export function task<I extends Shape = {}, O extends z.ZodType = z.ZodVoid>(
     });
   }
   const def = ((inputs: CallInputs<I>, opts?: NodeOptions) => {
-    const b = currentBuilder(options.name);
-    return b.addTaskNode(def as AnyTask, inputs as Record<string, unknown>, opts ?? {});
+    const b = currentBuilder(`task "${options.name}"`);
+    const o = opts ?? {};
+    const args = b.namedInputs(inputs, `task "${options.name}"`, Object.keys(options.inputs ?? {}));
+    return b.add({ kind: "task", task: def as AnyTask, inputs: args, options: o }, options.name, o.id);
   }) as TaskDef<I, O>;
-  Object.defineProperties(def, {
-    [DEF_KIND]: { value: "task" },
-    kind: { value: "task" },
-    taskName: { value: options.name },
-    options: { value: Object.freeze({ ...options }) },
-    inputSchemas: { value: options.inputs ?? {} },
-    outputSchema: { value: options.output },
-    fn: { value: fn },
-    callSite: { value: callSite },
+  markDefinition(def, "task", {
+    taskName: options.name,
+    options: Object.freeze({ ...options }),
+    inputSchemas: options.inputs ?? {},
+    outputSchema: options.output,
+    fn,
+    callSite,
   });
   const list = TASKS.get(options.name);
   if (list) list.push(def as AnyTask);
@@ -352,9 +372,12 @@ export function workflow<I extends Shape = {}, O extends z.ZodType = z.ZodVoid>(
     throw new TernError(ErrorCodes.DEFINITION, `workflow "${options.name}" has no body function${where(callSite)}`);
   }
   let built: BuiltGraph | undefined;
-  const def: WorkflowDef<I, O> = {
-    [DEF_KIND]: "workflow",
-    kind: "workflow",
+  const def = ((inputs: CallInputs<I>, opts?: { id?: string }) => {
+    const b = currentBuilder(`workflow "${options.name}"`);
+    const args = b.namedInputs(inputs, `workflow "${options.name}"`, Object.keys(options.inputs ?? {}));
+    return b.add({ kind: "workflow", workflow: def as AnyWorkflow, inputs: args }, options.name, opts?.id);
+  }) as WorkflowDef<I, O>;
+  markDefinition(def, "workflow", {
     workflowName: options.name,
     options: Object.freeze({ ...options }),
     inputSchemas: (options.inputs ?? {}) as I,
@@ -364,22 +387,79 @@ export function workflow<I extends Shape = {}, O extends z.ZodType = z.ZodVoid>(
       if (!built) built = buildGraph(options.name, callSite, (inputs) => body(inputs as WorkflowInputs<I>));
       return built;
     },
-  };
+  });
   return def;
 }
 
 // ---------------------------------------------------------------------------
 // Graph building
 
-export interface BuiltNode {
+interface BuiltBase {
   readonly id: string;
-  readonly kind: "task";
-  readonly task: AnyTask;
-  /** Raw arguments as given in the body: values, handles, or objects/arrays of them. */
-  readonly inputs: Record<string, unknown>;
   readonly upstream: Set<string>;
-  readonly options: NodeOptions;
 }
+
+/** A launch plan definition (see `launchPlan()`); declared here so nodes can name it. */
+export interface LaunchPlanLike {
+  readonly kind: "launchplan";
+  readonly launchPlanName: string;
+  readonly workflow: AnyWorkflow;
+  readonly options: {
+    readonly defaults?: Record<string, unknown>;
+    readonly fixed?: Record<string, unknown>;
+    readonly schedule?: { cron: string; timezone?: string } | { every: Duration };
+    readonly notifications?: { phases: ("succeeded" | "failed" | "aborted")[]; webhook: string }[];
+  };
+}
+
+export interface MapNodeOptions {
+  id?: string;
+  /** Inputs given whole to every item. */
+  bound?: Record<string, unknown>;
+  /** Items running at once. */
+  concurrency?: number;
+  /** Share of items that must succeed; failed items become null. @default 1 */
+  minSuccessRatio?: number;
+  retries?: number | RetryOptions;
+  timeout?: Duration;
+  cache?: boolean | CacheOptions;
+  resources?: Resources;
+  interruptible?: boolean;
+}
+
+/** A condition as written in a workflow body (operands are values or handles). */
+export type BuiltCondition =
+  | { cmp: "eq" | "ne" | "gt" | "gte" | "lt" | "lte"; left: unknown; right: unknown }
+  | { test: "true" | "false" | "null" | "notnull"; operand: unknown }
+  | { and: BuiltCondition[] }
+  | { or: BuiltCondition[] }
+  | { not: BuiltCondition };
+
+export interface BuiltCase {
+  readonly when: BuiltCondition;
+  readonly nodes: BuiltNode[];
+  readonly output: unknown;
+}
+
+export type BuiltGate =
+  | { kind: "approve"; name: string; value: unknown }
+  | { kind: "sleep"; durationMs: number }
+  | { kind: "input"; name: string; schema: z.ZodType };
+
+export type BuiltNode =
+  | (BuiltBase & { readonly kind: "task"; readonly task: AnyTask; readonly inputs: Record<string, unknown>; readonly options: NodeOptions })
+  | (BuiltBase & { readonly kind: "workflow"; readonly workflow: AnyWorkflow; readonly inputs: Record<string, unknown> })
+  | (BuiltBase & { readonly kind: "launchplan"; readonly launchPlan: LaunchPlanLike; readonly inputs: Record<string, unknown> })
+  | (BuiltBase & {
+      readonly kind: "map";
+      readonly target: AnyTask | AnyWorkflow;
+      readonly inputs: Record<string, unknown>;
+      readonly options: MapNodeOptions;
+    })
+  | (BuiltBase & { readonly kind: "branch"; readonly cases: BuiltCase[]; else?: { nodes: BuiltNode[]; output: unknown } | { fail: string } })
+  | (BuiltBase & { readonly kind: "gate"; readonly gate: BuiltGate; readonly timeout?: Duration });
+
+type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
 
 export interface BuiltGraph {
   readonly workflow: string;
@@ -390,6 +470,8 @@ export interface BuiltGraph {
 
 export class WorkflowBuilder {
   readonly nodes: BuiltNode[] = [];
+  /** Where new nodes go: the workflow, or the case of a branch being built. */
+  private target: BuiltNode[] = this.nodes;
   private readonly ids = new Map<string, BuiltNode>();
   private readonly counters = new Map<string, number>();
 
@@ -399,15 +481,55 @@ export class WorkflowBuilder {
     return makeHandle({ node: "$inputs", path: [], builder: this }) as unknown as WorkflowInputs<Shape>;
   }
 
-  addTaskNode(task: AnyTask, inputs: Record<string, unknown>, opts: NodeOptions): Promised<unknown> {
+  /** Check the argument of a call is an object of named inputs. */
+  namedInputs(inputs: unknown, what: string, declared: string[]): Record<string, unknown> {
     if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs) || isHandle(inputs)) {
-      throw new TernError(
-        ErrorCodes.COMPILE,
-        `workflow "${this.workflow}": task "${task.taskName}" must be called with an object of named inputs`,
-        { hint: `${task.taskName}({ ${Object.keys(task.inputSchemas).join(", ")} })` },
-      );
+      throw new TernError(ErrorCodes.COMPILE, `workflow "${this.workflow}": ${what} must be called with an object of named inputs`, {
+        hint: `${what.replace(/^\w+ "(.*)"$/, "$1")}({ ${declared.join(", ")} })`,
+      });
     }
-    const id = opts.id ?? this.nextId(task.taskName);
+    return { ...(inputs as Record<string, unknown>) };
+  }
+
+  /** Add a node with the explicit id, or one made from `base`. */
+  add(node: DistributiveOmit<BuiltNode, "id" | "upstream">, base: string, explicit?: string): Promised<unknown> {
+    const id = explicit !== undefined ? this.explicitId(explicit) : this.freshId(base);
+    const full = { ...node, id, upstream: new Set<string>() } as BuiltNode;
+    for (const h of collectHandles(full)) this.checkOwn(h, id);
+    this.target.push(full);
+    this.ids.set(id, full);
+    return makeHandle({ node: id, path: [], builder: this });
+  }
+
+  /** Run `fn` with new nodes going into `list` (a branch case). */
+  within<T>(list: BuiltNode[], fn: () => T): T {
+    const prev = this.target;
+    this.target = list;
+    try {
+      return fn();
+    } finally {
+      this.target = prev;
+    }
+  }
+
+  node(id: string): BuiltNode | undefined {
+    return this.ids.get(id);
+  }
+
+  /** An unused node id: `base`, else `base-2`, `base-3`… */
+  private freshId(base: string): string {
+    const clean = base.replace(/[^A-Za-z0-9_-]/g, "_").replace(/^([^A-Za-z_])/, "_$1").slice(0, 100);
+    const n = this.counters.get(clean) ?? 0;
+    this.counters.set(clean, n + 1);
+    if (n === 0 && !this.ids.has(clean)) return clean;
+    let i = Math.max(n + 1, 2);
+    while (this.ids.has(`${clean}-${i}`)) i++;
+    this.counters.set(clean, i);
+    return `${clean}-${i}`;
+  }
+
+  /** Check an explicit id given by the user: valid and unused. */
+  private explicitId(id: string): string {
     if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(id) || id.length > 120) {
       throw new TernError(ErrorCodes.COMPILE, `workflow "${this.workflow}": node id "${id}" is not valid`, {
         hint: "node ids use letters, digits, _ and -",
@@ -418,27 +540,7 @@ export class WorkflowBuilder {
         hint: "give each call a distinct { id }",
       });
     }
-    this.counters.set(id, 1);
-    for (const h of collectHandles(inputs)) this.checkOwn(h, id);
-    const node: BuiltNode = { id, kind: "task", task, inputs: { ...inputs }, upstream: new Set(), options: opts };
-    this.nodes.push(node);
-    this.ids.set(id, node);
-    return makeHandle({ node: id, path: [], builder: this });
-  }
-
-  node(id: string): BuiltNode | undefined {
-    return this.ids.get(id);
-  }
-
-  private nextId(base: string): string {
-    const clean = base.replace(/[^A-Za-z0-9_-]/g, "_").replace(/^([^A-Za-z_])/, "_$1");
-    const n = this.counters.get(clean) ?? 0;
-    this.counters.set(clean, n + 1);
-    if (n === 0 && !this.ids.has(clean)) return clean;
-    let i = Math.max(n + 1, 2);
-    while (this.ids.has(`${clean}-${i}`)) i++;
-    this.counters.set(clean, i);
-    return `${clean}-${i}`;
+    return id;
   }
 
   checkOwn(h: Handle<unknown>, usedBy: string): void {
@@ -453,46 +555,53 @@ export class WorkflowBuilder {
   }
 }
 
-/** Handles found inside a value (objects and arrays are searched). */
+/** Handles found inside a value (objects, arrays, sets and built nodes are searched). */
 export function collectHandles(v: unknown, out: Handle<unknown>[] = []): Handle<unknown>[] {
   if (isHandle(v)) out.push(v);
   else if (Array.isArray(v)) for (const x of v) collectHandles(x, out);
   else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
-    for (const x of Object.values(v)) collectHandles(x, out);
+    for (const [k, x] of Object.entries(v)) {
+      // Definitions and nested node lists are not values of this node.
+      if (k === "task" || k === "workflow" || k === "launchPlan" || k === "target" || k === "nodes" || k === "schema") continue;
+      collectHandles(x, out);
+    }
   }
   return out;
 }
 
-let current: WorkflowBuilder | undefined;
+const builderContext = new AsyncLocalStorage<WorkflowBuilder>();
 
-function currentBuilder(taskName: string): WorkflowBuilder {
-  if (!current) {
-    throw new TernError(ErrorCodes.USAGE, `task "${taskName}" was called outside a workflow body`, {
+/** The workflow (or dynamic) body being built, or a usage error naming `what` was called outside one. */
+export function currentBuilder(what: string): WorkflowBuilder {
+  const b = builderContext.getStore();
+  if (!b) {
+    throw new TernError(ErrorCodes.USAGE, `${what} was called outside a workflow body`, {
       hint: "call tasks inside workflow(…, (inputs) => …), or run one with `tern run <file> <task>` or run(task, inputs)",
     });
   }
-  return current;
+  return b;
+}
+
+/** Run `body` with `b` as the current builder (also across awaits, for dynamic bodies). */
+export function withBuilder<T>(b: WorkflowBuilder, body: () => T): T {
+  return builderContext.run(b, body);
 }
 
 function buildGraph(name: string, site: CallSite, body: (inputs: unknown) => unknown): BuiltGraph {
   const b = new WorkflowBuilder(name);
-  const prev = current;
-  current = b;
   let output: unknown;
   try {
-    output = body(b.inputsHandle());
+    output = withBuilder(b, () => body(b.inputsHandle()));
   } catch (e) {
     if (e instanceof TernError) throw e;
     throw new TernError(ErrorCodes.DEFINITION, `workflow "${name}" body threw: ${(e as Error)?.message ?? e}${where(site)}`, {
       hint: "a workflow body only calls tasks and returns handles; it runs once to build the graph",
       cause: e,
     });
-  } finally {
-    current = prev;
   }
   if (output instanceof Promise) {
-    // The body goes on running after its first await, outside the builder: its rejection
-    // (a task called outside a workflow) must not surface as an unhandled rejection.
+    // The body goes on running after its first await: its rejection must not surface
+    // as an unhandled rejection.
     output.catch(() => undefined);
     throw new TernError(ErrorCodes.DEFINITION, `workflow "${name}" body is async${where(site)}`, {
       hint: "workflow bodies are synchronous: remove async/await; use a dynamic workflow to act on values",

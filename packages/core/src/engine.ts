@@ -12,15 +12,31 @@
 import { randomBytes } from "node:crypto";
 import type { BlobStore } from "./blob.js";
 import { type Catalog, cacheKey, type CacheProducer, stripLocal } from "./catalog.js";
+import { Attempt, type AttemptHost, type AttemptNode } from "./attempt.js";
 import type { Compiled } from "./compile.js";
-import { nodeDependencies } from "./compile.js";
+import { literalSchema, nodeDependencies } from "./compile.js";
 import type { Shape } from "./dsl.js";
 import { offload } from "./execute/run-task.js";
 import { isTernRef } from "./types.js";
 import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "./errors.js";
 import type { Json } from "./json.js";
-import type { BackendPlugin, BackendRegistry, TaskContext, TaskLogger, TaskPhase, TaskStatus } from "./plugin.js";
-import type { Backoff, Binding, CachePolicy, CompiledWorkflow, TaskNode, TaskSpec } from "./spec.js";
+import type { BackendPlugin, BackendRegistry, TaskContext, TaskPhase } from "./plugin.js";
+import { validateCompiledWorkflow } from "./spec.js";
+import { checkAssignable, describeSchema, type JsonSchema } from "./typecheck.js";
+import type {
+  Backoff,
+  Binding,
+  CachePolicy,
+  CompiledWorkflow,
+  Condition,
+  GateNode,
+  LaunchPlanSpec,
+  MapNode,
+  NodeSpec,
+  TaskNode,
+  TaskSpec,
+  WorkflowSpec,
+} from "./spec.js";
 
 export type NodePhase = "not-ready" | TaskPhase | "retrying" | "skipped";
 export type ExecutionPhase = "running" | "succeeded" | "failed" | "aborted";
@@ -48,17 +64,41 @@ export interface ExecutionEvent {
   outputs?: unknown;
   /** On `retrying`: when the next attempt starts. */
   retryInMs?: number;
+  /** Map progress. */
+  items?: MapItems;
+  /** Task name, or what a control node is (`map(square)`, `branch`, `gate`…), on the node's first event. */
+  task?: string;
+  /** Node kind, on the node's first event. */
+  kind?: NodeSpec["kind"] | "dynamic";
+  /** On a dynamic node: how many nodes its body built. */
+  expanded?: number;
+  /** On a launch-plan node: the child execution. */
+  childExecution?: string;
+}
+
+/** Counts of a map node's items. */
+export interface MapItems {
+  total: number;
+  succeeded: number;
+  failed: number;
+  cached: number;
+  /** The first failures (at most 20), by item index. */
+  failures?: { index: number; error: ErrorDocument }[];
 }
 
 export interface NodeSummary {
+  /** Fully qualified: `train`, `sub/train` inside subworkflow node `sub`, `dyn/square-3` inside a dynamic node. */
   id: string;
+  /** Task name, or what a control node is (`map(square)`, `branch`, `gate:approve`, `workflow(sub)`). */
   task: string;
+  kind: NodeSpec["kind"] | "dynamic";
   phase: NodePhase;
   attempts: number;
   cached: boolean;
   recovered: boolean;
   durationMs: number;
   error?: ErrorDocument;
+  items?: MapItems;
 }
 
 export interface ExecutionResult {
@@ -98,7 +138,34 @@ export interface StartOptions {
   onEvent?: (e: ExecutionEvent) => void;
   /** Zod schemas of the workflow inputs, to validate and fill defaults (from `compile()`). */
   inputSchemas?: Shape;
+  /** Answers gates (approve, input). Without one, such a gate fails saying how to give a signal. */
+  signals?: SignalProvider;
+  /** Parent of a child execution (launch plans run as nodes). */
+  parent?: { execution: string; node: string };
 }
+
+export interface SignalRequest {
+  execution: string;
+  /** The gate's node id (also the signal's name). */
+  node: string;
+  kind: "approve" | "input";
+  /** For `input`: JSON Schema of the value. */
+  schema?: unknown;
+  /** For `approve`: the value under review. */
+  value?: unknown;
+  /** Fired when the execution no longer waits (abort, timeout). */
+  signal: AbortSignal;
+}
+
+/** The answer to a gate: `approved` for approve gates, `value` for input gates. */
+export interface SignalAnswer {
+  approved?: boolean;
+  value?: unknown;
+  by?: string;
+  reason?: string;
+}
+
+export type SignalProvider = (req: SignalRequest) => Promise<SignalAnswer>;
 
 const TERMINAL: ReadonlySet<NodePhase> = new Set(["succeeded", "failed", "skipped", "aborted"]);
 
@@ -273,63 +340,113 @@ export interface ExecutionHandle {
   abort(reason?: string): Promise<void>;
 }
 
-interface NodeRt {
-  spec: TaskNode;
-  task: TaskSpec;
-  plugin: BackendPlugin<any>;
-  waitingFor: number;
-  downstream: NodeRt[];
+/** A task node or a map item: what the cache and retry logic work on. */
+interface TaskRun extends AttemptNode {
   phase: NodePhase;
-  attempts: number;
   userFailures: number;
   systemFailures: number;
   cached: boolean;
-  recovered: boolean;
   outputs?: unknown;
   error?: ErrorDocument;
+  current?: Attempt;
+  /** Map items record no events. */
+  quiet: boolean;
+  /** Fully qualified id of the node that owns the slot (the item's map, or itself). */
+  holdsSlot: boolean;
+}
+
+interface NodeRt extends TaskRun {
+  spec: NodeSpec;
+  scope: Scope;
+  /** Task name, or what a control node is. */
+  label: string;
+  kind: NodeSpec["kind"] | "dynamic";
+  waitingFor: number;
+  downstream: NodeRt[];
+  upstream: NodeRt[];
+  recovered: boolean;
   startedAt?: number;
   endedAt?: number;
-  current?: Attempt;
-  /** Nodes this one waits for (data and `after()`), computed once. */
-  upstream: NodeRt[];
-  /** Blob prefix of the node's attempts and checkpoint. */
-  prefix: string;
-  /** `ctx.node`, shared by the node's attempts. */
-  ctxNode: { readonly id: string };
-  /** Log lines by attempt; created on the first line. */
-  logs?: Map<number, string[]>;
+  items?: MapItems;
   resolveInputs: () => Record<string, unknown>;
 }
 
-const MAX_LOG_LINES = 10_000;
+type ScopeResult = { ok: true; outputs: unknown } | { ok: false; error?: ErrorDocument; aborted: boolean };
+
+/**
+ * The nodes of one graph being run: the workflow, a branch case (which shares its
+ * parent's ids and sees its nodes), a subworkflow or a dynamic sub-DAG (which get
+ * `<node>/` prefixed ids and inputs of their own).
+ */
+class Scope {
+  readonly nodes: NodeRt[] = [];
+  readonly byId = new Map<string, NodeRt>();
+  remaining = 0;
+  completed = false;
+  failed?: NodeRt;
+
+  constructor(
+    readonly prefix: string,
+    readonly parent: Scope | undefined,
+    private readonly ownInputs: Record<string, unknown> | undefined,
+    readonly output: Binding,
+    readonly onComplete: (r: ScopeResult) => void,
+  ) {}
+
+  find(id: string): NodeRt | undefined {
+    return this.byId.get(id) ?? this.parent?.find(id);
+  }
+
+  get inputs(): Record<string, unknown> {
+    return this.ownInputs ?? this.parent?.inputs ?? {};
+  }
+}
+
 /** Nodes started per turn of the event loop (see `pump`). */
 const START_BATCH = 256;
+/** Map items in flight at once when the map gives no concurrency. */
+const DEFAULT_MAP_CONCURRENCY = 512;
+const MAX_MAP_FAILURES_KEPT = 20;
 const noInputs = (): Record<string, unknown> => ({});
 
-class Execution {
+class Execution implements AttemptHost {
   readonly id: string;
   readonly events: ExecutionEvent[] = [];
-  readonly nodes: NodeRt[] = [];
-  private readonly byId = new Map<string, NodeRt>();
+  private readonly allNodes: NodeRt[] = [];
+  private readonly byFq = new Map<string, NodeRt>();
   private readonly ready: NodeRt[] = [];
   private readyHead = 0;
   private startedThisTurn = 0;
   private pumpScheduled = false;
-  private running = 0;
-  private remaining: number;
   private seq = 0;
   private phase: ExecutionPhase = "running";
   private finished = false;
   private failure?: ErrorDocument & { node?: string };
   private readonly maxParallelism: number;
+  /** Slots of `maxParallelism`: held by running tasks, gates and map items; control nodes give theirs back while they wait. */
+  private inUse = 0;
+  private readonly slotWaiters: (() => void)[] = [];
   private readonly startedAt = Date.now();
   private deadlineTimer?: NodeJS.Timeout;
-  private readonly ac = new AbortController();
+  private ac = new AbortController();
+  private readonly active = new Set<Attempt>();
   private settle!: (r: ExecutionResult) => void;
   readonly result: Promise<ExecutionResult>;
   readonly handle: ExecutionHandle;
   private readonly project: string;
   private readonly domain: string;
+  private readonly tasks: Record<string, TaskSpec>;
+  private readonly subworkflows: Record<string, WorkflowSpec>;
+  private readonly launchPlans: Record<string, LaunchPlanSpec>;
+  private root!: Scope;
+  private readonly validated = new Set<TaskSpec>();
+  private readonly plugins = new Map<TaskSpec, BackendPlugin<any>>();
+  readonly execution: TaskContext["execution"];
+  readonly blobs: BlobStore;
+  readonly workDir: string;
+  readonly pollMinMs: number;
+  readonly pollMaxMs: number;
+  readonly maxCheckErrors: number;
 
   constructor(
     private readonly engine: Engine,
@@ -341,74 +458,28 @@ class Execution {
     const wf = spec.workflow;
     this.project = wf.id.project;
     this.domain = wf.id.domain;
+    this.execution = Object.freeze({ id: this.id, project: this.project, domain: this.domain });
+    const eo = engine.opts;
+    this.blobs = eo.blobs;
+    this.workDir = eo.workDir;
+    this.pollMinMs = eo.pollMinMs;
+    this.pollMaxMs = eo.pollMaxMs;
+    this.maxCheckErrors = eo.maxCheckErrors;
     this.maxParallelism = opts.maxParallelism ?? wf.maxParallelism ?? Number.POSITIVE_INFINITY;
+    this.tasks = { ...spec.tasks };
+    this.subworkflows = { ...(spec.subworkflows ?? {}) };
+    this.launchPlans = { ...(spec.launchPlans ?? {}) };
     this.result = new Promise((r) => (this.settle = r));
-    const validated = new Set<TaskSpec>();
-    for (const n of wf.nodes) {
-      const base = spec.tasks[n.task];
-      if (!base) {
-        throw new TernError(ErrorCodes.SPEC_INVALID, `node "${n.id}" references task "${n.task}", which the spec does not include`);
-      }
-      const task = n.overrides ? { ...base, metadata: { ...base.metadata, ...n.overrides } } : base;
-      const plugin = engine.opts.registry.forType(task.type, task.id.name);
-      if (plugin.validate && !validated.has(task)) {
-        plugin.validate(task);
-        validated.add(task);
-      }
-      const rt: NodeRt = {
-        spec: n,
-        task,
-        plugin,
-        waitingFor: 0,
-        downstream: [],
-        phase: "not-ready",
-        attempts: 0,
-        userFailures: 0,
-        systemFailures: 0,
-        cached: false,
-        recovered: false,
-        upstream: [],
-        prefix: `executions/${this.project}/${this.domain}/${this.id}/${n.id}`,
-        ctxNode: { id: n.id },
-        outputs: undefined,
-        error: undefined,
-        startedAt: undefined,
-        endedAt: undefined,
-        current: undefined,
-        logs: undefined,
-        resolveInputs: noInputs,
-      };
-      this.nodes.push(rt);
-      this.byId.set(n.id, rt);
-    }
-    for (const rt of this.nodes) {
-      const deps = nodeDependencies(rt.spec);
-      rt.waitingFor = deps.size;
-      for (const d of deps) {
-        const u = this.byId.get(d)!;
-        u.downstream.push(rt);
-        rt.upstream.push(u);
-      }
-      const keys = Object.keys(rt.spec.inputs);
-      if (keys.length === 0) continue;
-      const resolvers = keys.map((k) => this.compileBinding(rt.spec.inputs[k]));
-      rt.resolveInputs = () => {
-        const o: Record<string, unknown> = {};
-        for (let i = 0; i < keys.length; i++) {
-          const v = resolvers[i]();
-          if (v !== undefined) o[keys[i]] = v;
-        }
-        return o;
-      };
-    }
-    this.remaining = this.nodes.length;
+    // Every task type is checked before anything runs: a bad spec fails the start, not a node later.
+    this.checkNodes(wf.nodes, new Set());
+    if (wf.onFailure) this.pluginFor(this.taskSpec(wf.onFailure.task, wf.onFailure.id));
     const self = this;
     this.handle = {
       id: this.id,
       result: this.result,
       events: this.events,
       logs: (node, attempt) => {
-        const n = self.byId.get(node);
+        const n = self.byFq.get(node);
         if (!n) return [];
         return n.logs?.get(attempt ?? n.attempts) ?? [];
       },
@@ -416,28 +487,213 @@ class Execution {
     };
   }
 
-  private compileBinding(b: Binding): () => unknown {
+  // -------------------------------------------------------------------------
+  // Specs and plugins
+
+  private taskSpec(key: string, node: string): TaskSpec {
+    const t = this.tasks[key];
+    if (!t) throw new TernError(ErrorCodes.SPEC_INVALID, `node "${node}" references task "${key}", which the spec does not include`);
+    return t;
+  }
+
+  private pluginFor(task: TaskSpec): BackendPlugin<any> {
+    let p = this.plugins.get(task);
+    if (!p) {
+      p = this.engine.opts.registry.forType(task.type, task.id.name);
+      if (p.validate && !this.validated.has(task)) {
+        p.validate(task);
+        this.validated.add(task);
+      }
+      this.plugins.set(task, p);
+    }
+    return p;
+  }
+
+  private withOverrides(base: TaskSpec, overrides: TaskNode["overrides"]): TaskSpec {
+    return overrides ? { ...base, metadata: { ...base.metadata, ...overrides } } : base;
+  }
+
+  private checkNodes(nodes: NodeSpec[], seen: Set<string>): void {
+    for (const n of nodes) {
+      switch (n.kind) {
+        case "task":
+          this.pluginFor(this.withOverrides(this.taskSpec(n.task, n.id), n.overrides));
+          break;
+        case "map":
+          if ("task" in n.target) this.pluginFor(this.taskSpec(n.target.task, n.id));
+          else this.checkWorkflow(n.target.workflow, n.id, seen);
+          break;
+        case "workflow":
+          this.checkWorkflow(n.workflow, n.id, seen);
+          break;
+        case "launchplan": {
+          const lp = this.launchPlans[n.launchPlan];
+          if (!lp) throw new TernError(ErrorCodes.SPEC_INVALID, `node "${n.id}" references launch plan "${n.launchPlan}", which the spec does not include`);
+          this.checkWorkflow(`${lp.workflow.name}@${lp.workflow.version}`, n.id, seen);
+          break;
+        }
+        case "branch":
+          for (const c of n.cases) this.checkNodes(c.nodes, seen);
+          if (n.else && "nodes" in n.else) this.checkNodes(n.else.nodes, seen);
+          break;
+        case "gate":
+          break;
+      }
+    }
+  }
+
+  private checkWorkflow(key: string, node: string, seen: Set<string>): void {
+    const wf = this.subworkflows[key];
+    if (!wf) throw new TernError(ErrorCodes.SPEC_INVALID, `node "${node}" references workflow "${key}", which the spec does not include`);
+    if (seen.has(key)) return;
+    seen.add(key);
+    this.checkNodes(wf.nodes, seen);
+  }
+
+  // -------------------------------------------------------------------------
+  // Building scopes
+
+  private makeScope(prefix: string, parent: Scope | undefined, inputs: Record<string, unknown> | undefined, specs: NodeSpec[], output: Binding, onComplete: (r: ScopeResult) => void): Scope {
+    const scope = new Scope(prefix, parent, inputs, output, onComplete);
+    for (const s of specs) {
+      const n = this.makeNode(s, scope);
+      scope.nodes.push(n);
+      scope.byId.set(s.id, n);
+    }
+    for (const n of scope.nodes) {
+      for (const d of nodeDependencies(n.spec)) {
+        const u = scope.byId.get(d);
+        if (u) {
+          u.downstream.push(n);
+          n.upstream.push(u);
+        } else if (!scope.find(d)) {
+          throw new TernError(ErrorCodes.SPEC_INVALID, `node "${n.fqId}" depends on unknown node "${d}"`);
+        }
+        // A dependency in an enclosing scope (a branch case reading the workflow's nodes)
+        // has succeeded already: the branch itself waited for it.
+      }
+      n.waitingFor = n.upstream.length;
+      n.resolveInputs = this.inputResolver(n.spec, scope);
+    }
+    scope.remaining = scope.nodes.length;
+    return scope;
+  }
+
+  private makeNode(s: NodeSpec, scope: Scope): NodeRt {
+    const fqId = scope.prefix + s.id;
+    let task: TaskSpec | undefined;
+    let label: string;
+    let kind: NodeRt["kind"] = s.kind;
+    switch (s.kind) {
+      case "task":
+        task = this.withOverrides(this.taskSpec(s.task, fqId), s.overrides);
+        label = task.id.name;
+        if (task.dynamic) kind = "dynamic";
+        break;
+      case "map":
+        label = `map(${("task" in s.target ? s.target.task : s.target.workflow).split("@")[0]})`;
+        break;
+      case "workflow":
+        label = `workflow(${s.workflow.split("@")[0]})`;
+        break;
+      case "launchplan":
+        label = `launchplan(${s.launchPlan.split("@")[0]})`;
+        break;
+      case "branch":
+        label = "branch";
+        break;
+      case "gate":
+        label = `gate:${s.gate.kind}`;
+        break;
+    }
+    const n: NodeRt = {
+      spec: s,
+      scope,
+      fqId,
+      label,
+      kind,
+      task: task as TaskSpec,
+      plugin: (task ? this.pluginFor(task) : undefined) as BackendPlugin<any>,
+      waitingFor: 0,
+      downstream: [],
+      upstream: [],
+      phase: "not-ready",
+      attempts: 0,
+      userFailures: 0,
+      systemFailures: 0,
+      cached: false,
+      recovered: false,
+      quiet: false,
+      holdsSlot: false,
+      prefix: `executions/${this.project}/${this.domain}/${this.id}/${fqId}`,
+      ctxNode: { id: fqId },
+      outputs: undefined,
+      error: undefined,
+      startedAt: undefined,
+      endedAt: undefined,
+      current: undefined,
+      logs: undefined,
+      resolveInputs: noInputs,
+    };
+    this.allNodes.push(n);
+    this.byFq.set(fqId, n);
+    return n;
+  }
+
+  private inputResolver(s: NodeSpec, scope: Scope): () => Record<string, unknown> {
+    const inputs = s.kind === "task" || s.kind === "workflow" || s.kind === "launchplan" || s.kind === "map" ? s.inputs : undefined;
+    const keys = inputs ? Object.keys(inputs) : [];
+    if (!inputs || keys.length === 0) return noInputs;
+    const resolvers = keys.map((k) => this.compileBinding(inputs[k], scope));
+    return () => {
+      const o: Record<string, unknown> = {};
+      for (let i = 0; i < keys.length; i++) {
+        const v = resolvers[i]();
+        if (v !== undefined) o[keys[i]] = v;
+      }
+      return o;
+    };
+  }
+
+  private compileBinding(b: Binding, scope: Scope): () => unknown {
     if ("literal" in b) {
       const v = b.literal;
       return () => v;
     }
     if ("ref" in b) {
       const { node, path } = b.ref;
-      if (node === "$inputs") return () => getPath(this.inputs, path);
-      const src = this.byId.get(node)!;
+      if (node === "$inputs") return path.length === 0 ? () => scope.inputs : () => getPath(scope.inputs, path);
+      if (node === "$error") return () => getPath(this.failureInfo(), path);
+      if (node === "$execution") return () => getPath(this.executionInfo(), path);
+      const src = scope.find(node);
+      if (!src) throw new TernError(ErrorCodes.SPEC_INVALID, `a binding names unknown node "${node}"`);
       return path.length === 0 ? () => src.outputs : () => getPath(src.outputs, path);
     }
     if ("object" in b) {
-      const parts = Object.entries(b.object).map(([k, x]) => [k, this.compileBinding(x)] as const);
+      const parts = Object.entries(b.object).map(([k, x]) => [k, this.compileBinding(x, scope)] as const);
       return () => {
         const o: Record<string, unknown> = {};
         for (const [k, r] of parts) o[k] = r();
         return o;
       };
     }
-    const items = b.list.map((x) => this.compileBinding(x));
+    const items = b.list.map((x) => this.compileBinding(x, scope));
     return () => items.map((r) => r());
   }
+
+  private failureInfo(): Record<string, unknown> {
+    const f = this.failure;
+    return f
+      ? { code: f.code, kind: f.kind, message: f.message, ...(f.node ? { node: f.node } : {}) }
+      : { code: ErrorCodes.SYSTEM, kind: "system", message: "unknown failure" };
+  }
+
+  private executionInfo(): Record<string, unknown> {
+    return { id: this.id, project: this.project, domain: this.domain, workflow: this.spec.workflow.id.name };
+  }
+
+  // -------------------------------------------------------------------------
+  // Events
 
   private emit(e: Omit<ExecutionEvent, "seq" | "at" | "execution">): void {
     const ev = e as ExecutionEvent;
@@ -449,25 +705,40 @@ class Execution {
   }
 
   /** A node's phase change, as an event. (Hot path: one object, fixed key order.) */
-  setPhase(n: NodeRt, phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
+  setPhase(n: TaskRun, phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
     n.phase = phase;
-    const ev: ExecutionEvent = { seq: ++this.seq, at: Date.now(), execution: this.id, node: n.spec.id, phase, attempt: n.attempts || undefined };
+    if (n.quiet) return;
+    const ev: ExecutionEvent = { seq: ++this.seq, at: Date.now(), execution: this.id, node: n.fqId, phase, attempt: n.attempts || undefined };
     if (extra) Object.assign(ev, extra);
     this.events.push(ev);
     this.opts.onEvent?.(ev);
   }
+
+  acquireSlot(p: BackendPlugin<any>, onWait: () => void, signal?: AbortSignal): Promise<() => void> {
+    return this.engine.acquireSlot(p, onWait, signal);
+  }
+
+  report(n: AttemptNode, phase: TaskPhase | "waiting-for-resources" | "initializing", extra?: Record<string, unknown>): void {
+    this.setPhase(n as TaskRun, phase, extra as Partial<ExecutionEvent>);
+  }
+
+  // -------------------------------------------------------------------------
+  // Running
 
   begin(): void {
     this.emit({ phase: "running", message: `workflow ${this.spec.workflow.id.name}` });
     if (hasLocalRefs(this.inputs)) {
       // Files given as inputs live only on this machine: store them first, so tasks
       // (and cache keys) see their content, not a path that may change under them.
-      offload(this.inputs, this.engine.opts.blobs).then(
+      offload(this.inputs, this.blobs).then(
         (v) => {
           this.inputs = v as Record<string, unknown>;
           this.schedule();
         },
-        (e) => this.fail({ ...toErrorDocument(e, "user"), message: `storing the execution's input files failed: ${(e as Error).message}` }),
+        (e) => {
+          this.failure = { ...toErrorDocument(e, "user"), message: `storing the execution's input files failed: ${(e as Error).message}` };
+          void this.finish();
+        },
       );
       return;
     }
@@ -486,17 +757,59 @@ class Execution {
         });
       }, timeout);
     }
-    for (const n of this.nodes) if (n.waitingFor === 0) this.enqueue(n);
-    if (this.nodes.length === 0) this.finish();
+    const wf = this.spec.workflow;
+    this.root = this.makeScope("", undefined, this.inputs, wf.nodes, wf.output, (r) => void this.rootDone(r));
+    this.startScope(this.root);
+  }
+
+  private startScope(scope: Scope): void {
+    if (scope.nodes.length === 0) {
+      this.completeScope(scope);
+      return;
+    }
+    for (const n of scope.nodes) {
+      if (n.waitingFor > 0) continue;
+      if (this.halted) this.skip(n, "execution ended");
+      else this.ready.push(n);
+    }
+    if (scope.remaining === 0) this.completeScope(scope);
     else this.pump();
   }
 
-  private enqueue(n: NodeRt): void {
-    this.ready.push(n);
+  /** Run a child scope to its end. */
+  private runScope(make: (done: (r: ScopeResult) => void) => Scope): Promise<ScopeResult> {
+    return new Promise<ScopeResult>((resolve) => {
+      let scope: Scope;
+      try {
+        scope = make(resolve);
+      } catch (e) {
+        resolve({ ok: false, error: toErrorDocument(e, "user"), aborted: false });
+        return;
+      }
+      this.startScope(scope);
+    });
+  }
+
+  private completeScope(scope: Scope): void {
+    if (scope.completed) return;
+    scope.completed = true;
+    if (scope.failed) return scope.onComplete({ ok: false, error: scope.failed.error, aborted: false });
+    const unfinished = scope.nodes.find((n) => n.phase !== "succeeded" && n.phase !== "skipped");
+    if (unfinished || (this.halted && scope.nodes.some((n) => n.phase === "skipped"))) {
+      return scope.onComplete({ ok: false, error: unfinished?.error, aborted: true });
+    }
+    let outputs: unknown;
+    try {
+      outputs = this.compileBinding(scope.output, scope)();
+    } catch (e) {
+      return scope.onComplete({ ok: false, error: toErrorDocument(e, "system"), aborted: false });
+    }
+    scope.onComplete({ ok: true, outputs: outputs ?? null });
   }
 
   private pump(): void {
-    while (this.readyHead < this.ready.length && this.running < this.maxParallelism && this.phase === "running") {
+    while (this.readyHead < this.ready.length) {
+      if (this.inUse >= this.maxParallelism) break;
       if (this.startedThisTurn >= START_BATCH) {
         // A wide fan starts in batches, one per turn of the event loop: quick nodes of a
         // batch finish before the next starts, so their state is not all alive at once.
@@ -510,9 +823,15 @@ class Execution {
         }
         break;
       }
-      this.startedThisTurn++;
       const n = this.ready[this.readyHead++];
-      this.running++;
+      if (TERMINAL.has(n.phase)) continue;
+      if (this.halted) {
+        this.skip(n, "execution ended");
+        continue;
+      }
+      this.startedThisTurn++;
+      this.inUse++;
+      n.holdsSlot = true;
       let started: Promise<void>;
       try {
         started = this.runNode(n);
@@ -535,13 +854,49 @@ class Execution {
     }
   }
 
+  /** Give a slot back (a control node about to wait, or a finished node). */
+  private releaseSlot(n: TaskRun): void {
+    if (!n.holdsSlot) return;
+    n.holdsSlot = false;
+    const next = this.slotWaiters.shift();
+    if (next) next();
+    else this.inUse--;
+  }
+
+  /** Wait for a slot (map items); false when the execution stops first. */
+  private acquireExecSlot(): Promise<boolean> | boolean {
+    if (this.halted) return false;
+    if (this.inUse < this.maxParallelism) {
+      this.inUse++;
+      return true;
+    }
+    return new Promise<boolean>((resolve) => {
+      const signal = this.ac.signal;
+      const onAbort = () => {
+        const i = this.slotWaiters.indexOf(waiter);
+        if (i >= 0) this.slotWaiters.splice(i, 1);
+        resolve(false);
+      };
+      const waiter = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      };
+      this.slotWaiters.push(waiter);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
   private nodeDone(n: NodeRt): void {
-    this.running--;
+    this.releaseSlot(n);
     n.endedAt = Date.now();
-    this.remaining--;
-    if (n.phase === "failed" && !this.failure) {
-      this.failure = { ...n.error!, node: n.spec.id };
-      if (this.spec.workflow.failurePolicy === "fail-fast") this.failFast();
+    const scope = n.scope;
+    scope.remaining--;
+    if (n.phase === "failed") {
+      scope.failed ??= n;
+      if (!this.failure) {
+        this.failure = { ...(n.error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "failed" }), node: n.error?.details?.node as string | undefined ?? n.fqId };
+        if (this.spec.workflow.failurePolicy === "fail-fast") this.failFast();
+      }
     }
     for (const d of n.downstream) {
       if (--d.waitingFor === 0 && !TERMINAL.has(d.phase)) {
@@ -552,23 +907,24 @@ class Execution {
             break;
           }
         }
-        if (bad || this.halted) this.skip(d, bad ? `upstream node "${bad.spec.id}" ${bad.phase}` : "execution ended");
-        else this.enqueue(d);
+        if (bad || this.halted) this.skip(d, bad ? `upstream node "${bad.fqId}" ${bad.phase}` : "execution ended");
+        else this.ready.push(d);
       }
     }
-    if (this.remaining === 0) this.finish();
-    else this.pump();
+    if (scope.remaining === 0) this.completeScope(scope);
+    this.pump();
   }
 
-  /** Skip a node that will never run, and everything below it. */
+  /** Skip a node that will never run, and everything below it in its scope. */
   private skip(n: NodeRt, why: string): void {
     if (TERMINAL.has(n.phase)) return;
-    this.setPhase(n, "skipped", { message: why });
+    this.setPhase(n, "skipped", { message: why, ...this.firstEventFields(n) });
     n.endedAt = Date.now();
-    this.remaining--;
+    n.scope.remaining--;
     for (const d of n.downstream) {
-      if (--d.waitingFor === 0) this.skip(d, `upstream node "${n.spec.id}" skipped`);
+      if (--d.waitingFor === 0) this.skip(d, `upstream node "${n.fqId}" skipped`);
     }
+    if (n.scope.remaining === 0) this.completeScope(n.scope);
   }
 
   /** No new attempt starts once the execution is aborted, failed fast or past its deadline. */
@@ -576,77 +932,71 @@ class Execution {
     return this.phase !== "running" || this.ac.signal.aborted;
   }
 
-  private failFast(): void {
-    // Wakes nodes waiting out a retry backoff or a cache lease; they end as aborted.
-    this.ac.abort("another node failed (fail-fast)");
-    for (const n of this.nodes) n.current?.stop("aborted", "another node failed (fail-fast)");
-    // Nodes queued but not started are skipped as they come out of the queue.
-    for (let i = this.readyHead; i < this.ready.length; i++) {
-      const n = this.ready[i];
-      if (!TERMINAL.has(n.phase)) {
-        this.skip(n, "another node failed (fail-fast)");
-      }
-    }
+  private failFast(reason = "another node failed (fail-fast)"): void {
+    // Wakes nodes waiting out a retry backoff, a cache lease, a gate or a slot; they end as aborted.
+    this.ac.abort(reason);
+    for (const a of this.active) void a.stop("aborted", reason);
+    for (let i = this.readyHead; i < this.ready.length; i++) this.skip(this.ready[i], reason);
     this.readyHead = this.ready.length;
   }
 
   private fail(error: ErrorDocument): void {
     if (this.phase !== "running") return;
     this.failure ??= error;
-    this.failFast();
-    for (const n of this.nodes) if (!TERMINAL.has(n.phase) && !n.current && n.waitingFor > 0) this.skip(n, error.message);
-    if (this.remaining === 0) this.finish();
+    this.failFast(error.message);
   }
 
   async abort(reason = "aborted by request"): Promise<void> {
-    if (this.phase !== "running") return;
+    if (this.phase !== "running" || this.finished) return;
     this.phase = "aborted";
-    this.ac.abort(reason);
     this.failure ??= { code: ErrorCodes.ABORTED, kind: "user", message: reason };
-    const stops = this.nodes.map((n) => n.current?.stop("aborted", reason));
-    for (let i = this.readyHead; i < this.ready.length; i++) this.skip(this.ready[i], reason);
-    this.readyHead = this.ready.length;
-    for (const n of this.nodes) if (!TERMINAL.has(n.phase) && !n.current && n.phase === "not-ready") this.skip(n, reason);
-    await Promise.all(stops);
-    if (this.remaining === 0) this.finish();
+    this.failFast(reason);
+    if (!this.root) void this.finish();
     await this.result;
   }
 
-  private finish(): void {
-    // Reached from nodeDone, fail() and abort(): the execution ends once, with one terminal event.
+  private async rootDone(r: ScopeResult): Promise<void> {
+    if (!r.ok && this.phase !== "aborted" && this.spec.workflow.onFailure) await this.runFailureHandler(this.spec.workflow.onFailure);
+    await this.finish(r.ok ? r.outputs : undefined);
+  }
+
+  /** The workflow's onFailure task: runs after a failure, even after fail-fast stopped the rest. */
+  private async runFailureHandler(spec: TaskNode): Promise<void> {
+    this.ac = new AbortController();
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    await this.runScope((done) => this.makeScope("", this.root, undefined, [spec], { literal: null }, done)).catch(() => undefined);
+  }
+
+  private async finish(outputs?: unknown): Promise<void> {
+    // Reached once, from the root scope's end or a failed start.
     if (this.finished) return;
     this.finished = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     const endedAt = Date.now();
-    const nodes: NodeSummary[] = this.nodes.map((n) => ({
-      id: n.spec.id,
-      task: n.task.id.name,
-      phase: n.phase,
-      attempts: n.attempts,
-      cached: n.cached,
-      recovered: n.recovered,
-      durationMs: n.startedAt ? (n.endedAt ?? endedAt) - n.startedAt : 0,
-      ...(n.error ? { error: n.error } : {}),
-    }));
+    const nodes: NodeSummary[] = this.allNodes.map((n) => {
+      const s: NodeSummary = {
+        id: n.fqId,
+        task: n.label,
+        kind: n.kind,
+        phase: n.phase,
+        attempts: n.attempts,
+        cached: n.cached,
+        recovered: n.recovered,
+        durationMs: n.startedAt ? (n.endedAt ?? endedAt) - n.startedAt : 0,
+      };
+      if (n.error) s.error = n.error;
+      if (n.items) s.items = n.items;
+      return s;
+    });
+    const failedNode = this.allNodes.find((n) => n.phase === "failed");
     let result: ExecutionResult;
     if (this.phase === "aborted") {
       result = { id: this.id, phase: "aborted", error: this.failure, nodes, startedAt: this.startedAt, endedAt };
-    } else if (this.failure || this.nodes.some((n) => n.phase === "failed")) {
-      this.phase = "failed";
-      result = { id: this.id, phase: "failed", error: this.failure, nodes, startedAt: this.startedAt, endedAt };
+    } else if (this.failure || failedNode || outputs === undefined) {
+      const error = this.failure ?? (failedNode?.error ? { ...failedNode.error, node: failedNode.fqId } : { code: ErrorCodes.SYSTEM, kind: "system" as const, message: "the execution ended without outputs" });
+      result = { id: this.id, phase: "failed", error, nodes, startedAt: this.startedAt, endedAt };
     } else {
-      this.phase = "succeeded";
-      let outputs: unknown;
-      try {
-        outputs = this.compileBinding(this.spec.workflow.output)();
-      } catch (e) {
-        this.phase = "failed";
-        this.failure = toErrorDocument(e, "system");
-      }
-      result =
-        this.phase === "succeeded"
-          ? { id: this.id, phase: "succeeded", outputs: outputs ?? null, nodes, startedAt: this.startedAt, endedAt }
-          : { id: this.id, phase: "failed", error: this.failure, nodes, startedAt: this.startedAt, endedAt };
+      result = { id: this.id, phase: "succeeded", outputs, nodes, startedAt: this.startedAt, endedAt };
     }
     this.phase = result.phase;
     this.emit({
@@ -660,17 +1010,36 @@ class Execution {
   // -------------------------------------------------------------------------
   // One node
 
-  /** Not `async` on purpose: the uncached path goes straight to runAttempts (hot path). */
+  private firstEventFields(n: NodeRt): Partial<ExecutionEvent> {
+    return { task: n.label, kind: n.kind };
+  }
+
+  /** Not `async` on purpose: the uncached task path goes straight to runAttempts (hot path). */
   private runNode(n: NodeRt): Promise<void> {
-    const reused = this.opts.reuse?.(n.spec.id);
+    const reused = this.opts.reuse?.(n.fqId);
     if (reused) {
       n.outputs = reused.outputs;
       n.recovered = true;
-      this.setPhase(n, "succeeded", { recovered: true, outputs: reused.outputs });
+      this.setPhase(n, "succeeded", { recovered: true, outputs: reused.outputs, ...this.firstEventFields(n) });
       return DONE;
     }
-    this.setPhase(n, "queued");
+    this.setPhase(n, "queued", this.firstEventFields(n));
     n.startedAt = Date.now();
+    const s = n.spec;
+    switch (s.kind) {
+      case "task":
+        break;
+      case "map":
+        return this.runMap(n, s);
+      case "workflow":
+        return this.runSubworkflow(n, s.workflow);
+      case "launchplan":
+        return this.runLaunchPlan(n, s.launchPlan);
+      case "branch":
+        return this.runBranch(n, s);
+      case "gate":
+        return this.runGate(n, s);
+    }
     let inputs: Record<string, unknown>;
     try {
       inputs = n.resolveInputs();
@@ -679,12 +1048,18 @@ class Execution {
       this.setPhase(n, "failed", { error: n.error });
       return DONE;
     }
+    if (n.task.dynamic) return this.runDynamic(n, inputs);
+    return this.runTask(n, inputs);
+  }
+
+  /** Cache lookup, then attempts. Used by task nodes and map items. */
+  private runTask(n: TaskRun, inputs: Record<string, unknown>): Promise<void> {
     const cache = n.task.metadata.cache;
     if (!cache || !this.engine.opts.catalog) return this.runAttempts(n, inputs);
     return this.runCached(n, inputs, cache);
   }
 
-  private async runCached(n: NodeRt, inputs: Record<string, unknown>, cache: CachePolicy): Promise<void> {
+  private async runCached(n: TaskRun, inputs: Record<string, unknown>, cache: CachePolicy): Promise<void> {
     const catalog = this.engine.opts.catalog!;
     const key = cacheKey(n.task, cache.version, cache.ignoreInputs, inputs);
     if (await this.cacheHit(n, key)) return;
@@ -697,7 +1072,7 @@ class Execution {
         if (await this.cacheHit(n, key)) return;
         continue;
       }
-      const owner = `${this.id}/${n.spec.id}`;
+      const owner = `${this.id}/${n.fqId}`;
       if (catalog.acquire && !(await catalog.acquire(key, owner, this.engine.opts.cacheLeaseTtlMs))) {
         await sleep(100, this.ac.signal);
         if (this.ac.signal.aborted) return this.setPhase(n, "aborted", { message: String(this.ac.signal.reason) });
@@ -720,7 +1095,7 @@ class Execution {
     }
   }
 
-  private async cacheHit(n: NodeRt, key: string): Promise<boolean> {
+  private async cacheHit(n: TaskRun, key: string): Promise<boolean> {
     const hit = await this.engine.opts.catalog!.get(key);
     if (!hit) return false;
     n.outputs = hit.outputs;
@@ -729,29 +1104,36 @@ class Execution {
     return true;
   }
 
-  private async runAttempts(n: NodeRt, inputs: Record<string, unknown>, key?: string, cache?: CachePolicy): Promise<void> {
+  /** Attempts until success, a spent retry budget, or a stop. Ends with `n.phase` terminal. */
+  private async runAttempts(n: TaskRun, inputs: Record<string, unknown>, key?: string, cache?: CachePolicy): Promise<void> {
+    const status = await this.attemptUntilDone(n, inputs);
+    if (status === undefined) return;
+    n.outputs = status;
+    this.setPhase(n, "succeeded", { outputs: status });
+    if (key && cache) await this.remember(n, key, cache);
+  }
+
+  /** The outputs of the first successful attempt, or undefined after a failure or stop (the phase is set). */
+  private async attemptUntilDone(n: TaskRun, inputs: Record<string, unknown>): Promise<unknown> {
     const retries = n.task.metadata.retries;
     for (;;) {
       if (this.halted) {
         this.setPhase(n, "aborted", { message: "execution ended" });
-        return;
+        return undefined;
       }
       n.attempts++;
       const systemLeft = retries.system - n.systemFailures;
       const interruptible = n.task.metadata.interruptible && systemLeft > 0;
-      const attempt = new Attempt(this.engine, this, n, inputs, interruptible);
+      const attempt = new Attempt(this, n, inputs, interruptible);
       n.current = attempt;
+      this.active.add(attempt);
       const status = await attempt.run();
+      this.active.delete(attempt);
       n.current = undefined;
-      if (status.phase === "succeeded") {
-        n.outputs = status.outputs;
-        this.setPhase(n, "succeeded", { outputs: status.outputs });
-        if (key && cache) await this.remember(n, key, cache);
-        return;
-      }
+      if (status.phase === "succeeded") return status.outputs ?? null;
       if (status.phase === "aborted") {
         this.setPhase(n, "aborted", { message: status.message });
-        return;
+        return undefined;
       }
       const err: ErrorDocument = status.error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: status.message ?? "failed" };
       const system = err.kind === "system" || status.preempted === true;
@@ -761,7 +1143,7 @@ class Execution {
       if (!canRetry) {
         n.error = err;
         this.setPhase(n, "failed", { error: err });
-        return;
+        return undefined;
       }
       const delay = backoffDelay(retries.backoff, system ? n.systemFailures : n.userFailures, this.engine.opts.random);
       this.setPhase(n, "retrying", { error: err, retryInMs: delay });
@@ -769,7 +1151,7 @@ class Execution {
     }
   }
 
-  private async remember(n: NodeRt, key: string, cache: CachePolicy): Promise<void> {
+  private async remember(n: TaskRun, key: string, cache: CachePolicy): Promise<void> {
     try {
       await this.engine.opts.catalog!.put({
         key,
@@ -778,86 +1160,433 @@ class Execution {
         task: n.task.id.name,
         cacheVersion: cache.version,
         outputs: stripLocal(n.outputs) as Json,
-        producer: { execution: this.id, node: n.spec.id, attempt: n.attempts },
+        producer: { execution: this.id, node: n.fqId, attempt: n.attempts },
       });
     } catch (e) {
       // The node succeeded; failing to cache it must not fail the execution.
-      this.emit({ node: n.spec.id, phase: "succeeded", message: `could not write the cache: ${(e as Error).message}` });
+      if (!n.quiet) this.emit({ node: n.fqId, phase: "running", message: `could not write the cache: ${(e as Error).message}` });
     }
   }
 
-  /** `ctx.execution`, shared by every attempt of the execution. */
-  private ctxExecution?: TaskContext["execution"];
+  // -------------------------------------------------------------------------
+  // Control nodes
 
-  attemptContext(n: NodeRt, inputs: Record<string, unknown>, interruptible: boolean, attempt: Attempt): TaskContext {
-    const ex = (this.ctxExecution ??= Object.freeze({ id: this.id, project: this.project, domain: this.domain }));
-    return new AttemptContext(this.engine, ex, n, inputs as Record<string, Json>, interruptible, attempt);
+  /** End a control node from a child scope's result. */
+  private endFromScope(n: NodeRt, r: ScopeResult, extra?: Partial<ExecutionEvent>): void {
+    if (r.ok) {
+      n.outputs = r.outputs;
+      this.setPhase(n, "succeeded", { outputs: r.outputs, ...extra });
+    } else if (r.aborted && !r.error) {
+      this.setPhase(n, "aborted", { message: "execution ended" });
+    } else {
+      n.error = r.error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "a child node failed" };
+      this.setPhase(n, "failed", { error: n.error });
+    }
+  }
+
+  /** A dynamic node: run its body (a task), then the sub-DAG it built, in place of the node. */
+  private async runDynamic(n: NodeRt, inputs: Record<string, unknown>): Promise<void> {
+    const cache = n.task.metadata.cache;
+    const catalog = this.engine.opts.catalog;
+    let key: string | undefined;
+    if (cache && catalog) {
+      key = cacheKey(n.task, cache.version, cache.ignoreInputs, inputs);
+      if (await this.cacheHit(n, key)) return;
+    }
+    const built = await this.attemptUntilDone(n, inputs);
+    if (built === undefined) return;
+    let sub: CompiledWorkflow;
+    try {
+      sub = validateCompiledWorkflow((built as { spec?: unknown })?.spec ?? built);
+      for (const [k, t] of Object.entries(sub.tasks)) {
+        this.tasks[k] ??= t;
+        this.pluginFor(this.tasks[k]);
+      }
+      Object.assign(this.subworkflows, sub.subworkflows ?? {});
+      Object.assign(this.launchPlans, sub.launchPlans ?? {});
+      this.checkNodes(sub.workflow.nodes, new Set());
+    } catch (e) {
+      n.error = { ...toErrorDocument(e, "user"), message: `dynamic "${n.task.id.name}" built a sub-DAG that cannot run: ${(e as Error).message}` };
+      this.setPhase(n, "failed", { error: n.error });
+      return;
+    }
+    const count = countNodes(sub.workflow.nodes);
+    this.setPhase(n, "running", { expanded: count, message: `expanded into ${count} nodes` });
+    this.releaseSlot(n);
+    const r = await this.runScope((done) => this.makeScope(`${n.fqId}/`, undefined, {}, sub.workflow.nodes, sub.workflow.output, done));
+    this.endFromScope(n, r);
+    if (r.ok && key && cache) await this.remember(n, key, cache);
+  }
+
+  private async runSubworkflow(n: NodeRt, key: string): Promise<void> {
+    const wf = this.subworkflows[key];
+    let inputs: Record<string, unknown>;
+    try {
+      inputs = withDefaults(wf, n.resolveInputs());
+    } catch (e) {
+      n.error = toErrorDocument(e, "user");
+      this.setPhase(n, "failed", { error: n.error });
+      return;
+    }
+    this.setPhase(n, "running");
+    this.releaseSlot(n);
+    const r = await this.runScope((done) => this.makeScope(`${n.fqId}/`, undefined, inputs, wf.nodes, wf.output, done));
+    this.endFromScope(n, r);
+  }
+
+  /** A launch plan node: a child execution with the plan's defaults and fixed inputs. */
+  private async runLaunchPlan(n: NodeRt, key: string): Promise<void> {
+    const lp = this.launchPlans[key];
+    const wf = this.subworkflows[`${lp.workflow.name}@${lp.workflow.version}`];
+    this.releaseSlot(n);
+    let child: ExecutionHandle;
+    try {
+      const inputs = withDefaults(wf, { ...lp.defaults, ...n.resolveInputs(), ...lp.fixed });
+      const spec: CompiledWorkflow = {
+        specVersion: this.spec.specVersion,
+        workflow: wf,
+        tasks: this.tasks,
+        subworkflows: this.subworkflows,
+        launchPlans: this.launchPlans,
+      };
+      child = this.engine.start(spec, inputs, {
+        signals: this.opts.signals,
+        reuse: this.opts.reuse ? (id) => this.opts.reuse?.(`${n.fqId}/${id}`) : undefined,
+        parent: { execution: this.id, node: n.fqId },
+      });
+    } catch (e) {
+      n.error = toErrorDocument(e, "user");
+      this.setPhase(n, "failed", { error: n.error });
+      return;
+    }
+    this.setPhase(n, "running", { childExecution: child.id, message: `child execution ${child.id}` });
+    const onAbort = () => void child.abort("parent execution stopped");
+    this.ac.signal.addEventListener("abort", onAbort, { once: true });
+    const r = await child.result;
+    this.ac.signal.removeEventListener("abort", onAbort);
+    if (r.phase === "succeeded") this.endFromScope(n, { ok: true, outputs: r.outputs }, { childExecution: child.id });
+    else this.endFromScope(n, { ok: false, error: r.error, aborted: r.phase === "aborted" });
+  }
+
+  private async runBranch(n: NodeRt, s: Extract<NodeSpec, { kind: "branch" }>): Promise<void> {
+    this.releaseSlot(n);
+    let chosen = -1;
+    try {
+      chosen = s.cases.findIndex((c) => this.evaluate(c.when, n.scope));
+    } catch (e) {
+      n.error = toErrorDocument(e, "user");
+      this.setPhase(n, "failed", { error: n.error });
+      return;
+    }
+    // Nodes of the cases not taken are skipped, so every node of the graph ends in a phase.
+    const skipCase = (nodes: NodeSpec[], why: string) => {
+      const scope = this.makeScope(n.scope.prefix, n.scope, undefined, nodes, { literal: null }, () => {});
+      for (const x of scope.nodes) this.skip(x, why);
+    };
+    s.cases.forEach((c, i) => {
+      if (i !== chosen) skipCase(c.nodes, `branch "${n.fqId}" took ${chosen >= 0 ? `case ${chosen + 1}` : "no case"}`);
+    });
+    const elseCase = s.else;
+    if (chosen < 0 && elseCase && "fail" in elseCase) {
+      n.error = { code: ErrorCodes.BRANCH_FAILED, kind: "user", message: `branch "${n.fqId}": ${elseCase.fail}`, details: { node: n.fqId } };
+      this.setPhase(n, "failed", { error: n.error });
+      return;
+    }
+    if (chosen >= 0 && elseCase && "nodes" in elseCase) skipCase(elseCase.nodes, `branch "${n.fqId}" took case ${chosen + 1}`);
+    const taken = chosen >= 0 ? s.cases[chosen] : elseCase && "nodes" in elseCase ? elseCase : undefined;
+    if (!taken) {
+      n.outputs = null;
+      this.setPhase(n, "succeeded", { outputs: null, message: "no case held" });
+      return;
+    }
+    this.setPhase(n, "running", { message: chosen >= 0 ? `case ${chosen + 1}` : "else" });
+    const r = await this.runScope((done) => this.makeScope(n.scope.prefix, n.scope, undefined, taken.nodes, taken.output, done));
+    this.endFromScope(n, r);
+  }
+
+  private evaluate(c: Condition, scope: Scope): boolean {
+    if ("and" in c) return c.and.every((x) => this.evaluate(x, scope));
+    if ("or" in c) return c.or.some((x) => this.evaluate(x, scope));
+    if ("not" in c) return !this.evaluate(c.not, scope);
+    if ("test" in c) {
+      const v = this.compileBinding(c.operand, scope)();
+      switch (c.test) {
+        case "true":
+          return v === true;
+        case "false":
+          return v === false;
+        case "null":
+          return v === null || v === undefined;
+        case "notnull":
+          return v !== null && v !== undefined;
+      }
+    }
+    const l = this.compileBinding(c.left, scope)() as Scalar;
+    const r = this.compileBinding(c.right, scope)() as Scalar;
+    switch (c.cmp) {
+      case "eq":
+        return (l ?? null) === (r ?? null);
+      case "ne":
+        return (l ?? null) !== (r ?? null);
+    }
+    if (l === null || l === undefined || r === null || r === undefined) return false;
+    switch (c.cmp) {
+      case "gt":
+        return l > r;
+      case "gte":
+        return l >= r;
+      case "lt":
+        return l < r;
+      case "lte":
+        return l <= r;
+    }
+  }
+
+  private async runGate(n: NodeRt, s: GateNode): Promise<void> {
+    const g = s.gate;
+    this.setPhase(n, "running", {
+      message: g.kind === "sleep" ? `sleeping ${g.durationMs} ms` : `waiting for ${g.kind === "approve" ? "approval" : "input"} "${g.name}"`,
+    });
+    this.releaseSlot(n);
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(this.ac.signal.reason);
+    this.ac.signal.addEventListener("abort", onAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (g.kind === "sleep") {
+        await sleep(g.durationMs, stop.signal);
+        if (stop.signal.aborted) return this.setPhase(n, "aborted", { message: String(stop.signal.reason) });
+        n.outputs = null;
+        return this.setPhase(n, "succeeded", { outputs: null });
+      }
+      const provider = this.opts.signals;
+      if (!provider) {
+        n.error = {
+          code: ErrorCodes.SIGNAL_MISSING,
+          kind: "user",
+          message: `gate "${n.fqId}" is waiting for ${g.kind === "approve" ? "an approval" : "a value"}, and nothing can give it`,
+          hint: g.kind === "approve" ? `run again with --signal ${g.name}=true (or =false to reject)` : `run again with --signal ${g.name}=<value>`,
+          details: { node: n.fqId },
+        };
+        return this.setPhase(n, "failed", { error: n.error });
+      }
+      const value = g.kind === "approve" ? this.compileBinding(g.value, n.scope)() : undefined;
+      const answer = provider({
+        execution: this.id,
+        node: n.fqId,
+        kind: g.kind,
+        ...(g.kind === "input" ? { schema: g.schema } : { value }),
+        signal: stop.signal,
+      });
+      const timeout = s.timeoutMs;
+      const outcome = await Promise.race<SignalAnswer | "timeout" | "stopped">([
+        answer,
+        new Promise<"stopped">((r) => stop.signal.addEventListener("abort", () => r("stopped"), { once: true })),
+        ...(timeout ? [new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeout)))] : []),
+      ]);
+      if (outcome === "stopped") return this.setPhase(n, "aborted", { message: String(stop.signal.reason) });
+      if (outcome === "timeout") {
+        n.error = { code: ErrorCodes.TIMEOUT, kind: "user", message: `gate "${n.fqId}" got no signal within ${timeout} ms`, details: { node: n.fqId } };
+        return this.setPhase(n, "failed", { error: n.error });
+      }
+      if (g.kind === "approve") {
+        if (outcome.approved !== true) {
+          n.error = {
+            code: ErrorCodes.GATE_REJECTED,
+            kind: "user",
+            message: `gate "${n.fqId}" was rejected${outcome.by ? ` by ${outcome.by}` : ""}${outcome.reason ? `: ${outcome.reason}` : ""}`,
+            details: { node: n.fqId },
+          };
+          return this.setPhase(n, "failed", { error: n.error });
+        }
+        n.outputs = value;
+        return this.setPhase(n, "succeeded", { outputs: value, message: `approved${outcome.by ? ` by ${outcome.by}` : ""}` });
+      }
+      const check = checkAssignable(literalSchema(outcome.value), g.schema as JsonSchema);
+      if (outcome.value === undefined || !check.ok) {
+        n.error = {
+          code: ErrorCodes.INPUT_INVALID,
+          kind: "user",
+          message: `gate "${n.fqId}" expects ${describeSchema(g.schema as JsonSchema)}, but the signal gave ${JSON.stringify(outcome.value)}`,
+          hint: `signal a value of type ${describeSchema(g.schema as JsonSchema)}`,
+          details: { node: n.fqId },
+        };
+        return this.setPhase(n, "failed", { error: n.error });
+      }
+      n.outputs = outcome.value;
+      return this.setPhase(n, "succeeded", { outputs: outcome.value });
+    } catch (e) {
+      n.error = toErrorDocument(e, "user");
+      return this.setPhase(n, "failed", { error: n.error });
+    } finally {
+      if (timer) clearTimeout(timer);
+      this.ac.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** A map node: items run with bounded concurrency; no events per item, progress as counts. */
+  private async runMap(n: NodeRt, s: MapNode): Promise<void> {
+    this.releaseSlot(n);
+    let lists: [string, unknown[]][];
+    let bound: Record<string, unknown>;
+    let total = 0;
+    try {
+      const mapped = n.resolveInputs();
+      bound = {};
+      for (const [k, b] of Object.entries(s.bound)) {
+        const v = this.compileBinding(b, n.scope)();
+        if (v !== undefined) bound[k] = v;
+      }
+      lists = Object.entries(mapped).map(([k, v]) => {
+        if (!Array.isArray(v)) {
+          throw new TernError(ErrorCodes.INPUT_INVALID, `map "${n.fqId}": input "${k}" is not a list (got ${v === null ? "null" : typeof v})`, {
+            hint: "map over lists; give other inputs whole through bound",
+            details: { node: n.fqId, input: k },
+          });
+        }
+        return [k, v] as [string, unknown[]];
+      });
+      total = lists[0]?.[1].length ?? 0;
+      for (const [k, v] of lists) {
+        if (v.length !== total) {
+          throw new TernError(
+            ErrorCodes.INPUT_INVALID,
+            `map "${n.fqId}": the mapped lists differ in length (${lists.map(([kk, vv]) => `${kk}: ${vv.length}`).join(", ")})`,
+            { hint: "all mapped inputs must have one item per run", details: { node: n.fqId, input: k } },
+          );
+        }
+      }
+    } catch (e) {
+      n.error = toErrorDocument(e, "user");
+      this.setPhase(n, "failed", { error: n.error });
+      return;
+    }
+    const items: MapItems = { total, succeeded: 0, failed: 0, cached: 0 };
+    n.items = items;
+    const outputs: unknown[] = new Array(total).fill(null);
+    const tolerated = Math.floor(total * (1 - s.minSuccessRatio) + 1e-9);
+    this.setPhase(n, "running", { items: { ...items } });
+    let lastReport = Date.now();
+    const progress = () => {
+      const now = Date.now();
+      if (now - lastReport >= 250) {
+        lastReport = now;
+        this.setPhase(n, "running", { items: { ...items, failures: undefined } });
+      }
+    };
+    const isTask = "task" in s.target;
+    const itemTask = isTask ? this.withOverrides(this.taskSpec((s.target as { task: string }).task, n.fqId), s.overrides) : undefined;
+    const itemPlugin = itemTask ? this.pluginFor(itemTask) : undefined;
+    const wf = isTask ? undefined : this.subworkflows[(s.target as { workflow: string }).workflow];
+    const itemInputs = (i: number): Record<string, unknown> => {
+      const o: Record<string, unknown> = { ...bound };
+      for (const [k, v] of lists) if (v[i] !== undefined) o[k] = v[i];
+      return o;
+    };
+    let next = 0;
+    let stopped = false;
+    const recordFailure = (i: number, error: ErrorDocument | undefined) => {
+      items.failed++;
+      const failures = (items.failures ??= []);
+      if (failures.length < MAX_MAP_FAILURES_KEPT) failures.push({ index: i, error: error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "failed" } });
+      if (items.failed > tolerated) stopped = true;
+    };
+    const runOne = async (i: number): Promise<void> => {
+      const got = this.acquireExecSlot();
+      if (!(got === true || (await got))) {
+        stopped = true;
+        return;
+      }
+      const item: TaskRun = {
+        fqId: `${n.fqId}[${i}]`,
+        task: itemTask as TaskSpec,
+        plugin: itemPlugin as BackendPlugin<any>,
+        attempts: 0,
+        prefix: `${n.prefix}/${i}`,
+        ctxNode: { id: `${n.fqId}[${i}]` },
+        phase: "queued",
+        userFailures: 0,
+        systemFailures: 0,
+        cached: false,
+        quiet: true,
+        holdsSlot: true,
+      };
+      try {
+        if (itemTask) {
+          await this.runTask(item, itemInputs(i));
+          if (item.phase === "succeeded") {
+            outputs[i] = item.outputs ?? null;
+            items.succeeded++;
+            if (item.cached) items.cached++;
+          } else if (item.phase === "failed") recordFailure(i, item.error);
+          else stopped = true;
+        } else {
+          const inputs = withDefaults(wf!, itemInputs(i));
+          // A subworkflow item runs its own nodes (with events); the slot is the map's share.
+          this.releaseSlot(item);
+          const r = await this.runScope((done) => this.makeScope(`${n.fqId}[${i}]/`, undefined, inputs, wf!.nodes, wf!.output, done));
+          if (r.ok) {
+            outputs[i] = r.outputs;
+            items.succeeded++;
+          } else if (r.error) recordFailure(i, r.error);
+          else stopped = true;
+        }
+      } finally {
+        this.releaseSlot(item);
+        progress();
+      }
+    };
+    const worker = async () => {
+      while (!stopped && !this.halted && next < total) await runOne(next++);
+    };
+    const concurrency = Math.max(1, Math.min(total, s.concurrency ?? DEFAULT_MAP_CONCURRENCY));
+    await Promise.all(Array.from({ length: total === 0 ? 0 : concurrency }, worker));
+    const done = items.succeeded + items.failed;
+    if (items.failed > tolerated) {
+      const first = items.failures?.[0];
+      n.error = {
+        code: first?.error.code ?? ErrorCodes.TASK_FAILED,
+        kind: first?.error.kind ?? "user",
+        message: `map "${n.fqId}": ${items.failed} of ${total} items failed${s.minSuccessRatio < 1 ? ` (at most ${tolerated} may)` : ""}; item ${first?.index}: ${first?.error.message}`,
+        details: { node: n.fqId, items: { ...items, failures: undefined } },
+      };
+      this.setPhase(n, "failed", { error: n.error, items });
+      return;
+    }
+    if (done < total) {
+      this.setPhase(n, "aborted", { message: "execution ended", items });
+      return;
+    }
+    n.outputs = outputs;
+    this.setPhase(n, "succeeded", { outputs, items });
   }
 }
 
-/**
- * What a plugin gets for one attempt. A class (not a literal with closures): one is made
- * per attempt, so the logger and the AbortSignal are only made when used.
- */
-class AttemptContext implements TaskContext {
-  readonly node: { readonly id: string };
-  readonly attempt: { readonly id: string; readonly number: number; readonly interruptible: boolean };
-  readonly task: TaskSpec;
-  readonly outputPrefix: string;
-  readonly checkpointPrefix: string;
-  readonly blobs: BlobStore;
-  readonly workDir: string;
-  readonly notify: () => void;
-  private inputsUriP?: Promise<string>;
-  private log?: TaskLogger;
+type Scalar = string | number | boolean | null | undefined;
 
-  constructor(
-    engine: Engine,
-    readonly execution: TaskContext["execution"],
-    private readonly n: NodeRt,
-    readonly inputs: Readonly<Record<string, Json>>,
-    interruptible: boolean,
-    private readonly owner: Attempt,
-  ) {
-    const attemptNo = n.attempts;
-    this.node = n.ctxNode;
-    this.attempt = { id: `${execution.id}-${n.spec.id}-${attemptNo}`, number: attemptNo, interruptible };
-    this.task = n.task;
-    this.checkpointPrefix = n.prefix;
-    this.outputPrefix = `${n.prefix}/${attemptNo}`;
-    this.blobs = engine.opts.blobs;
-    this.workDir = engine.opts.workDir;
-    this.notify = owner.notify;
+function countNodes(nodes: NodeSpec[]): number {
+  let c = 0;
+  for (const n of nodes) {
+    c++;
+    if (n.kind === "branch") {
+      for (const x of n.cases) c += countNodes(x.nodes);
+      if (n.else && "nodes" in n.else) c += countNodes(n.else.nodes);
+    }
   }
+  return c;
+}
 
-  inputsUri(): Promise<string> {
-    return (this.inputsUriP ??= this.blobs.put(`${this.outputPrefix}/inputs.json`, JSON.stringify(stripLocal(this.inputs))));
+/** A workflow's inputs with its defaults filled in; a missing required input is an error. */
+function withDefaults(wf: WorkflowSpec, given: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...given };
+  for (const [k, s] of Object.entries(wf.interface.inputs)) {
+    if (out[k] !== undefined) continue;
+    if (s.default !== undefined) out[k] = s.default;
+    else if (!s.optional) {
+      throw new TernError(ErrorCodes.INPUT_INVALID, `workflow "${wf.id.name}" needs input "${k}"`, { details: { input: k } });
+    }
   }
-
-  /** Made on first use: most plugins never look (an AbortSignal costs microseconds on Node 20). */
-  get signal(): AbortSignal {
-    return this.owner.signal;
-  }
-
-  get logger(): TaskLogger {
-    if (this.log) return this.log;
-    const n = this.n;
-    const attemptNo = this.attempt.number;
-    // Created with the first line: most attempts log nothing.
-    let lines: string[] | undefined;
-    const log =
-      (level: string): TaskLogger["info"] =>
-      (msg, fields) => {
-        if (!lines) (n.logs ??= new Map()).set(attemptNo, (lines = []));
-        if (lines.length >= MAX_LOG_LINES) {
-          if (lines.length === MAX_LOG_LINES) lines.push(`… log truncated after ${MAX_LOG_LINES} lines`);
-          return;
-        }
-        lines.push(`${new Date().toISOString()} ${level} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`);
-      };
-    this.log = { debug: log("DEBUG"), info: log("INFO"), warn: log("WARN"), error: log("ERROR") };
-    return this.log;
-  }
+  return out;
 }
 
 function hasLocalRefs(v: unknown): boolean {
@@ -879,207 +1608,5 @@ function getPath(v: unknown, path: readonly (string | number)[]): unknown {
   return cur;
 }
 
-/** One attempt of one node: launch, then check until terminal; timeout and abort stop it. */
-class Attempt {
-  /** Made on first use of `signal` (an AbortController costs microseconds on Node 20). */
-  private ac?: AbortController;
-  private wake?: () => void;
-  private pending = false;
-  private stopped?: { phase: "failed" | "aborted"; error?: ErrorDocument; message: string };
-  /** The plugin's `abort` of a stopped attempt; `finalize` and the slot release wait for it. */
-  private stopping?: Promise<void>;
-  private state?: Json;
-  private ctx!: TaskContext;
-  private launched?: Promise<unknown>;
-
-  constructor(
-    private readonly engine: Engine,
-    private readonly ex: Execution,
-    private readonly n: NodeRt,
-    private readonly inputs: Record<string, unknown>,
-    private readonly interruptible: boolean,
-  ) {}
-
-  private report(phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
-    this.ex.setPhase(this.n, phase, extra);
-  }
-
-  readonly notify = (): void => {
-    if (this.wake) {
-      const w = this.wake;
-      this.wake = undefined;
-      w();
-    } else this.pending = true;
-  };
-
-  /** Aborted when the attempt is stopped (timeout, abort, fail-fast). */
-  get signal(): AbortSignal {
-    if (!this.ac) {
-      this.ac = new AbortController();
-      if (this.stopped) this.ac.abort(this.stopped.message);
-    }
-    return this.ac.signal;
-  }
-
-  /** Stop from outside (abort, fail-fast, timeout). The plugin's `abort` is called once, if launched. */
-  stop(phase: "failed" | "aborted", message: string, error?: ErrorDocument): Promise<void> {
-    if (this.stopped) return this.stopping ?? Promise.resolve();
-    this.stopped = { phase, message, error };
-    this.ac?.abort(message);
-    this.notify();
-    this.stopping = (async () => {
-      // A launch in flight still produces the state to abort.
-      const state = this.launched ? await this.launched.then((st) => st as Json, () => undefined) : this.state;
-      if (state === undefined) return;
-      try {
-        await this.n.plugin.abort(this.ctx, state);
-      } catch {
-        // Best effort: the attempt is over for the engine either way.
-      }
-    })();
-    return this.stopping;
-  }
-
-  async run(): Promise<TaskStatus> {
-    const n = this.n;
-    const plugin = n.plugin;
-    this.ctx = this.ex.attemptContext(n, this.inputs, this.interruptible, this);
-    const release = plugin.limits
-      ? await this.engine.acquireSlot(plugin, () => this.report("waiting-for-resources"), this.signal)
-      : noop;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      if (this.stopped) return this.stoppedStatus();
-      const timeoutMs = n.task.metadata.timeoutMs;
-      if (timeoutMs) {
-        timer = setTimeout(() => {
-          void this.stop("failed", `timed out after ${timeoutMs} ms`, {
-            code: ErrorCodes.TIMEOUT,
-            kind: "user",
-            message: `task "${n.task.id.name}" (node "${n.spec.id}") timed out after ${timeoutMs} ms (attempt ${n.attempts})`,
-            hint: "raise the task's timeout, or make it faster",
-          });
-        }, timeoutMs);
-      }
-      const launch = plugin.launch(this.ctx);
-      this.launched = launch;
-      try {
-        this.state = (await launch) as Json;
-      } catch (e) {
-        const doc = toErrorDocument(e, "system");
-        if (!(e instanceof TernError)) doc.kind = "system";
-        return { phase: "failed", error: { ...doc, message: `plugin "${plugin.id}" could not launch: ${doc.message}` } };
-      }
-      if (this.stopped) return this.stoppedStatus(); // stop() aborts the launched work
-      this.report("initializing", { plugin: plugin.id, pluginState: this.state });
-      let last: TaskPhase = "initializing";
-      let checkErrors = 0;
-      let pollMs = this.engine.opts.pollMinMs;
-      for (;;) {
-        let status: TaskStatus | undefined;
-        try {
-          status = await plugin.check(this.ctx, this.state);
-          checkErrors = 0;
-        } catch (e) {
-          if (++checkErrors >= this.engine.opts.maxCheckErrors) {
-            const doc = toErrorDocument(e, "system");
-            return { phase: "failed", error: { ...doc, kind: "system", message: `plugin "${plugin.id}" check failed: ${doc.message}` } };
-          }
-        }
-        if (this.stopped) return this.stoppedStatus();
-        if (status) {
-          if (status.phase === "succeeded" || status.phase === "failed" || status.phase === "aborted") {
-            const done = this.complete(status);
-            return done instanceof Promise ? await done : done;
-          }
-          if (status.phase !== last) {
-            last = status.phase;
-            this.report(status.phase, status.message ? { message: status.message } : undefined);
-          }
-        }
-        if (this.pending) {
-          this.pending = false;
-          continue;
-        }
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          // Not unref'd: between polls this timer may be all that keeps the process alive.
-          const t = setTimeout(this.notify, pollMs);
-          const orig = resolve;
-          this.wake = () => {
-            clearTimeout(t);
-            orig();
-          };
-        });
-        this.pending = false;
-        pollMs = Math.min(pollMs * 2, this.engine.opts.pollMaxMs);
-      }
-    } finally {
-      if (timer) clearTimeout(timer);
-      // A stopped attempt's work is aborted before its slot is freed and it is finalized.
-      if (this.stopping) await this.stopping;
-      release();
-      if (this.state !== undefined && plugin.finalize) {
-        try {
-          await plugin.finalize(this.ctx, this.state);
-        } catch {
-          // finalize is cleanup; its failure does not change the outcome
-        }
-      }
-    }
-  }
-
-  private stoppedStatus(): TaskStatus {
-    const s = this.stopped!;
-    return s.phase === "aborted" ? { phase: "aborted", message: s.message } : { phase: "failed", error: s.error, message: s.message };
-  }
-
-  /** Turn a terminal status into outputs or an error, reading `outputs.json`/`error.json` when needed. */
-  private complete(status: TaskStatus): TaskStatus | Promise<TaskStatus> {
-    if (status.phase !== "succeeded") return status;
-    if (status.outputs !== undefined && !isLiteralRef(status.outputs)) return status;
-    return this.completeAsync(status);
-  }
-
-  private async completeAsync(status: TaskStatus): Promise<TaskStatus> {
-    if (status.outputs !== undefined) return { ...status, outputs: (await resolveLiteral(status.outputs, this.ctx.blobs)) as Json };
-    const blobs = this.ctx.blobs;
-    const outUri = blobs.uri(`${this.ctx.outputPrefix}/outputs.json`);
-    if (await blobs.exists(outUri)) {
-      const text = Buffer.from(await blobs.get(outUri)).toString("utf8");
-      return { ...status, outputs: JSON.parse(text) as Json };
-    }
-    const errUri = blobs.uri(`${this.ctx.outputPrefix}/error.json`);
-    if (await blobs.exists(errUri)) {
-      const doc = JSON.parse(Buffer.from(await blobs.get(errUri)).toString("utf8")) as ErrorDocument;
-      return { phase: "failed", error: doc };
-    }
-    if (isNullOutput(this.n.task)) return { ...status, outputs: null };
-    return {
-      phase: "failed",
-      error: {
-        code: ErrorCodes.SYSTEM,
-        kind: "system",
-        message: `plugin "${this.n.plugin.id}" reported success but wrote no outputs.json under ${this.ctx.outputPrefix}`,
-      },
-    };
-  }
-}
-
-function isNullOutput(t: TaskSpec): boolean {
-  const o = t.interface.output as { type?: unknown };
-  return typeof o === "object" && o?.type === "null";
-}
-
-function isLiteralRef(v: unknown): boolean {
-  return v !== null && typeof v === "object" && (v as { $tern?: unknown }).$tern === "literal";
-}
-
 /** A large output may come back as a reference to a literal in blob storage. */
-export async function resolveLiteral(v: unknown, blobs: BlobStore): Promise<unknown> {
-  if (isLiteralRef(v)) {
-    const uri = (v as { uri: string }).uri;
-    return JSON.parse(Buffer.from(await blobs.get(uri)).toString("utf8"));
-  }
-  return v;
-}
+export { resolveLiteral } from "./attempt.js";

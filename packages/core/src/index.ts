@@ -27,6 +27,7 @@ export {
   type CallInputs,
   type CallSite,
   definedTasks,
+  definitionKind,
   type Handle,
   isTaskDef,
   isWorkflowDef,
@@ -46,9 +47,57 @@ export {
   type WorkflowInputs,
   type WorkflowOptions,
 } from "./dsl.js";
+export {
+  and,
+  type BranchBuilder,
+  type Condition,
+  cron,
+  type DynamicBody,
+  dynamic,
+  eq,
+  every,
+  type ExecutionInfo,
+  executionInfo,
+  type FailureInfo,
+  failureInfo,
+  type GateOptions,
+  gate,
+  gt,
+  gte,
+  isDynamic,
+  isFalse,
+  isNotNull,
+  isNull,
+  isTrue,
+  type LaunchPlanDef,
+  type LaunchPlanOptions,
+  launchPlan,
+  lt,
+  lte,
+  type MapInputs,
+  type MapOptions,
+  map,
+  ne,
+  not,
+  or,
+  type Resolved,
+  when,
+} from "./control.js";
 export { dataframe, dir, file, isTernRef, readDataFrame, t, type TernDataFrame, type TernDir, type TernFile, toJsonSchema } from "./types.js";
 export { type Duration, parseDuration } from "./duration.js";
-export { type Compiled, type CompileOptions, compile, DEFAULT_DOMAIN, DEFAULT_PROJECT, interfaceOf, nodeDependencies } from "./compile.js";
+export {
+  type Compiled,
+  type CompileOptions,
+  compile,
+  compileDynamic,
+  compileLaunchPlan,
+  DEFAULT_DOMAIN,
+  DEFAULT_PROJECT,
+  interfaceOf,
+  launchPlanSpec,
+  literalSchema,
+  nodeDependencies,
+} from "./compile.js";
 export * from "./spec.js";
 export { checkAssignable, describeSchema, type Incompatibility, type JsonSchema } from "./typecheck.js";
 export { clearCodeVersionCache, codeVersion, type CodeVersionOptions, prepareCodeVersions } from "./code-version.js";
@@ -60,9 +109,13 @@ export {
   type ExecutionHandle,
   type ExecutionPhase,
   type ExecutionResult,
+  type MapItems,
   newExecutionId,
   type NodePhase,
   type NodeSummary,
+  type SignalAnswer,
+  type SignalProvider,
+  type SignalRequest,
   type StartOptions,
 } from "./engine.js";
 export {

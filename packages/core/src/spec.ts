@@ -139,6 +139,8 @@ export const TaskSpecSchema = z.object({
   code: CodeRefSchema.optional(),
   /** Plugin-defined configuration for non-TypeScript tasks. */
   custom: z.record(z.string(), z.unknown()).optional(),
+  /** A dynamic workflow: the body runs with real inputs and returns a sub-DAG to run. */
+  dynamic: z.boolean().optional(),
 });
 export type TaskSpec = z.infer<typeof TaskSpecSchema>;
 
@@ -170,20 +172,131 @@ const nodeId = z
   .max(120)
   .regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, "node ids use letters, digits, _ and -");
 
-export const TaskNodeSchema = z.object({
+const nodeBase = {
   id: nodeId,
+  /** Nodes that must finish first without passing data (`after()`). */
+  upstream: z.array(z.string()),
+};
+
+export const TaskNodeSchema = z.object({
+  ...nodeBase,
   kind: z.literal("task"),
   /** Key into the compiled bundle's tasks: `name@version`. */
   task: z.string(),
   inputs: z.record(z.string(), BindingSchema),
-  /** Nodes that must finish first without passing data (`after()`). */
-  upstream: z.array(z.string()),
   overrides: NodeOverridesSchema.optional(),
 });
 export type TaskNode = z.infer<typeof TaskNodeSchema>;
 
-export const NodeSpecSchema = TaskNodeSchema;
-export type NodeSpec = z.infer<typeof NodeSpecSchema>;
+/** A workflow run as one node of another (its nodes run in the parent execution). */
+export const WorkflowNodeSchema = z.object({
+  ...nodeBase,
+  kind: z.literal("workflow"),
+  /** Key into the bundle's `subworkflows`: `name@version`. */
+  workflow: z.string(),
+  inputs: z.record(z.string(), BindingSchema),
+});
+export type WorkflowNode = z.infer<typeof WorkflowNodeSchema>;
+
+/** A launch plan run as a child execution. */
+export const LaunchPlanNodeSchema = z.object({
+  ...nodeBase,
+  kind: z.literal("launchplan"),
+  /** Key into the bundle's `launchPlans`: `name@version`. */
+  launchPlan: z.string(),
+  inputs: z.record(z.string(), BindingSchema),
+});
+export type LaunchPlanNode = z.infer<typeof LaunchPlanNodeSchema>;
+
+/** Fan a task or a subworkflow out over lists. */
+export const MapNodeSchema = z.object({
+  ...nodeBase,
+  kind: z.literal("map"),
+  target: z.union([z.object({ task: z.string() }).strict(), z.object({ workflow: z.string() }).strict()]),
+  /** Inputs mapped over: each binding gives a list, all of one length. */
+  inputs: z.record(z.string(), BindingSchema),
+  /** Inputs given whole to every item. */
+  bound: z.record(z.string(), BindingSchema),
+  /** Items running at once. */
+  concurrency: z.number().int().positive().optional(),
+  /** Share of items that must succeed; failed items become null. @default 1 */
+  minSuccessRatio: z.number().min(0).max(1),
+  overrides: NodeOverridesSchema.optional(),
+});
+export type MapNode = z.infer<typeof MapNodeSchema>;
+
+/** A condition of a branch, over node outputs and workflow inputs. */
+export type Condition =
+  | { cmp: "eq" | "ne" | "gt" | "gte" | "lt" | "lte"; left: Binding; right: Binding }
+  | { test: "true" | "false" | "null" | "notnull"; operand: Binding }
+  | { and: Condition[] }
+  | { or: Condition[] }
+  | { not: Condition };
+
+export const ConditionSchema: z.ZodType<Condition> = z.lazy(() =>
+  z.union([
+    z.object({ cmp: z.enum(["eq", "ne", "gt", "gte", "lt", "lte"]), left: BindingSchema, right: BindingSchema }).strict(),
+    z.object({ test: z.enum(["true", "false", "null", "notnull"]), operand: BindingSchema }).strict(),
+    z.object({ and: z.array(ConditionSchema).min(1) }).strict(),
+    z.object({ or: z.array(ConditionSchema).min(1) }).strict(),
+    z.object({ not: ConditionSchema }).strict(),
+  ]),
+) as z.ZodType<Condition>;
+
+export interface BranchCase {
+  when: Condition;
+  nodes: NodeSpec[];
+  output: Binding;
+}
+
+/** `when(…).then(…).elseIf(…).else(…)`: the first case whose condition holds runs; the others are skipped. */
+export interface BranchNode {
+  id: string;
+  upstream: string[];
+  kind: "branch";
+  cases: BranchCase[];
+  /** What runs when no case holds, if anything. */
+  else?: { nodes: NodeSpec[]; output: Binding } | { fail: string };
+}
+
+export type GateSpec =
+  | { kind: "approve"; name: string; value: Binding }
+  | { kind: "sleep"; durationMs: number }
+  | { kind: "input"; name: string; schema: unknown };
+
+/** Wait for a person (approve, input) or for time (sleep). */
+export interface GateNode {
+  id: string;
+  upstream: string[];
+  kind: "gate";
+  gate: GateSpec;
+  /** Give up waiting after this long. */
+  timeoutMs?: number;
+}
+
+export type NodeSpec = TaskNode | WorkflowNode | LaunchPlanNode | MapNode | BranchNode | GateNode;
+
+export const GateSpecSchema: z.ZodType<GateSpec> = z.union([
+  z.object({ kind: z.literal("approve"), name: z.string().min(1), value: BindingSchema }).strict(),
+  z.object({ kind: z.literal("sleep"), durationMs: z.number().int().nonnegative() }).strict(),
+  z.object({ kind: z.literal("input"), name: z.string().min(1), schema: jsonSchema }).strict(),
+]) as z.ZodType<GateSpec>;
+
+export const NodeSpecSchema: z.ZodType<NodeSpec> = z.lazy(() =>
+  z.discriminatedUnion("kind", [
+    TaskNodeSchema,
+    WorkflowNodeSchema,
+    LaunchPlanNodeSchema,
+    MapNodeSchema,
+    z.object({
+      ...nodeBase,
+      kind: z.literal("branch"),
+      cases: z.array(z.object({ when: ConditionSchema, nodes: z.array(NodeSpecSchema), output: BindingSchema })).min(1),
+      else: z.union([z.object({ nodes: z.array(NodeSpecSchema), output: BindingSchema }), z.object({ fail: z.string() })]).optional(),
+    }),
+    z.object({ ...nodeBase, kind: z.literal("gate"), gate: GateSpecSchema, timeoutMs: z.number().int().positive().optional() }),
+  ]),
+) as z.ZodType<NodeSpec>;
 
 export const FailurePolicySchema = z.enum(["fail-fast", "continue"]);
 export type FailurePolicy = z.infer<typeof FailurePolicySchema>;
@@ -201,8 +314,40 @@ export const WorkflowSpecSchema = z.object({
   /** Execution deadline. */
   timeoutMs: z.number().int().positive().optional(),
   description: z.string().optional(),
+  /** Runs when the execution fails, with the error and the execution's ids. */
+  onFailure: TaskNodeSchema.optional(),
 });
 export type WorkflowSpec = z.infer<typeof WorkflowSpecSchema>;
+
+export const ScheduleSchema = z.union([
+  z.object({ cron: z.string().min(1), timezone: z.string().optional() }).strict(),
+  z.object({ everyMs: z.number().int().positive() }).strict(),
+]);
+export type Schedule = z.infer<typeof ScheduleSchema>;
+
+export const NotificationSchema = z.object({
+  /** Terminal phases that notify. */
+  phases: z.array(z.enum(["succeeded", "failed", "aborted"])).min(1),
+  webhook: z.string().url(),
+});
+export type Notification = z.infer<typeof NotificationSchema>;
+
+/** A workflow with default and fixed inputs, optionally on a schedule. */
+export const LaunchPlanSpecSchema = z.object({
+  kind: z.literal("launchplan"),
+  specVersion: z.literal(SPEC_VERSION),
+  id: IdentifierSchema,
+  workflow: IdentifierSchema,
+  /** Inputs used when the caller gives none. */
+  defaults: z.record(z.string(), json),
+  /** Inputs the caller cannot change. */
+  fixed: z.record(z.string(), json),
+  schedule: ScheduleSchema.optional(),
+  notifications: z.array(NotificationSchema),
+  /** The interface a caller sees: the workflow's, less fixed inputs, with the plan's defaults. */
+  interface: InterfaceSchema,
+});
+export type LaunchPlanSpec = z.infer<typeof LaunchPlanSpecSchema>;
 
 /** A workflow with every task it references: what `compile()` returns and what gets registered. */
 export const CompiledWorkflowSchema = z.object({
@@ -210,6 +355,10 @@ export const CompiledWorkflowSchema = z.object({
   workflow: WorkflowSpecSchema,
   /** Keyed by `name@version`, the key task nodes use. */
   tasks: z.record(z.string(), TaskSpecSchema),
+  /** Workflows used as nodes (and those launch plans run), keyed by `name@version`. */
+  subworkflows: z.record(z.string(), WorkflowSpecSchema).optional(),
+  /** Launch plans used as nodes, keyed by `name@version`. */
+  launchPlans: z.record(z.string(), LaunchPlanSpecSchema).optional(),
 });
 export type CompiledWorkflow = z.infer<typeof CompiledWorkflowSchema>;
 
@@ -235,6 +384,7 @@ export function specJsonSchemas(): Record<string, unknown> {
     WorkflowSpec: z.toJSONSchema(WorkflowSpecSchema, { unrepresentable: "any" }),
     CompiledWorkflow: z.toJSONSchema(CompiledWorkflowSchema, { unrepresentable: "any" }),
     ExecutionSpec: z.toJSONSchema(ExecutionSpecSchema, { unrepresentable: "any" }),
+    LaunchPlanSpec: z.toJSONSchema(LaunchPlanSpecSchema, { unrepresentable: "any" }),
   };
 }
 
@@ -255,6 +405,7 @@ export const validateTaskSpec = (v: unknown): TaskSpec => validate(TaskSpecSchem
 export const validateWorkflowSpec = (v: unknown): WorkflowSpec => validate(WorkflowSpecSchema, v, "WorkflowSpec");
 export const validateCompiledWorkflow = (v: unknown): CompiledWorkflow =>
   validate(CompiledWorkflowSchema, v, "CompiledWorkflow");
+export const validateLaunchPlanSpec = (v: unknown): LaunchPlanSpec => validate(LaunchPlanSpecSchema, v, "LaunchPlanSpec");
 export const validateExecutionSpec = (v: unknown): ExecutionSpec => validate(ExecutionSpecSchema, v, "ExecutionSpec");
 
 export function taskKey(id: Pick<Identifier, "name" | "version">): string {

@@ -8,7 +8,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type BlobStore, digestPath, putContent } from "../blob.js";
-import type { AnyTask, Shape, TaskCtx } from "../dsl.js";
+import { compileDynamic } from "../compile.js";
+import { isDynamic } from "../control.js";
+import { type AnyTask, collectHandles, type Shape, type TaskCtx, WorkflowBuilder, withBuilder } from "../dsl.js";
 import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "../errors.js";
 import type { Json } from "../json.js";
 import type { TaskLogger } from "../plugin.js";
@@ -44,6 +46,7 @@ export async function executeTask(def: AnyTask, req: ExecuteRequest, env: Execut
   } catch (e) {
     return { ok: false, error: toErrorDocument(e) };
   }
+  if (isDynamic(def)) return runDynamicBody(def, inputs, req, env);
   let result: unknown;
   try {
     result = await def.fn(inputs as never, new Ctx(req, env));
@@ -56,6 +59,38 @@ export async function executeTask(def: AnyTask, req: ExecuteRequest, env: Execut
     return { ok: true, outputs: await finishOutput(def, name, result, env.blobs) };
   } catch (e) {
     return { ok: false, error: toErrorDocument(e, "user") };
+  }
+}
+
+/**
+ * A dynamic body runs with real inputs inside a workflow builder; the graph it
+ * builds is compiled (and so type-checked) here, before any of it runs. The
+ * result is the sub-DAG the engine runs in place of the node.
+ */
+async function runDynamicBody(def: AnyTask, inputs: Record<string, unknown>, req: ExecuteRequest, env: ExecuteEnv): Promise<ExecuteResult> {
+  const name = req.task.id.name;
+  const builder = new WorkflowBuilder(name);
+  let output: unknown;
+  try {
+    output = await withBuilder(builder, () => def.fn(inputs as never, new Ctx(req, env)));
+  } catch (e) {
+    const doc = toErrorDocument(e, "user");
+    if (!(e instanceof TernError)) doc.details = { ...doc.details, task: name };
+    return { ok: false, error: doc };
+  }
+  try {
+    for (const h of collectHandles(output)) builder.checkOwn(h, "(output)");
+    const compiled = compileDynamic(name, { workflow: name, nodes: builder.nodes, output }, def.outputSchema, {
+      project: req.execution.project,
+      domain: req.execution.domain,
+      bundle: req.task.code?.bundle,
+      projectRoot: req.workDir,
+    });
+    return { ok: true, outputs: { $tern: "dynamic", spec: compiled.spec } };
+  } catch (e) {
+    const doc = toErrorDocument(e, "user");
+    doc.message = `dynamic "${name}": ${doc.message}`;
+    return { ok: false, error: doc };
   }
 }
 
