@@ -119,6 +119,8 @@ export class Attempt {
   private wake?: () => void;
   private pending = false;
   private stopped?: { phase: "failed" | "aborted"; error?: ErrorDocument; message: string };
+  /** Stopped by `detach`: the work is left running, neither aborted nor finalized. */
+  private detached = false;
   /** The plugin's `abort` of a stopped attempt; `finalize` and the slot release wait for it. */
   private stopping?: Promise<void>;
   private state?: Json;
@@ -170,6 +172,15 @@ export class Attempt {
       }
     })();
     return this.stopping;
+  }
+
+  /** Stop following the attempt and leave its work running (the execution is handed over). */
+  detach(message: string): void {
+    if (this.stopped) return;
+    this.detached = true;
+    this.stopped = { phase: "aborted", message };
+    this.ac?.abort(message);
+    this.notify();
   }
 
   async run(): Promise<TaskStatus> {
@@ -251,7 +262,7 @@ export class Attempt {
       // A stopped attempt's work is aborted before its slot is freed and it is finalized.
       if (this.stopping) await this.stopping;
       release();
-      if (this.state !== undefined && plugin.finalize) {
+      if (this.state !== undefined && plugin.finalize && !this.detached) {
         try {
           await plugin.finalize(this.ctx, this.state);
         } catch {

@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { prepareCodeVersions } from "./code-version.js";
+import { esbuild } from "./esbuild.js";
 import { ErrorCodes, TernError } from "./errors.js";
 
 export interface Bundle {
@@ -58,10 +59,9 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
   }
   const projectRoot = opts.projectRoot ?? findProjectRoot(abs);
   const outDir = bundleDir(projectRoot);
-  const esbuild = await import("esbuild");
   let result: import("esbuild").BuildResult<{ write: false; metafile: true }>;
   try {
-    result = await esbuild.build({
+    result = await esbuild().build({
       entryPoints: [abs],
       bundle: true,
       packages: "external",

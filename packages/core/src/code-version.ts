@@ -30,7 +30,8 @@ import { isBuiltin } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as acorn from "acorn";
-import { type Loader, type Message, transformSync } from "esbuild";
+import type { Loader, Message } from "esbuild";
+import { esbuild } from "./esbuild.js";
 
 /** Options of {@link codeVersion}. */
 export interface CodeVersionOptions {
@@ -209,7 +210,7 @@ function loadModule(file: string): ParsedModule {
  * left for `codeVersion()` to report.
  */
 export async function prepareCodeVersions(files: Iterable<string>): Promise<void> {
-  const { transform } = await import("esbuild");
+  const { transform } = esbuild();
   await Promise.all(
     [...files].map(async (file) => {
       const ext = path.extname(file).toLowerCase();
@@ -246,7 +247,7 @@ function analyse(file: string, content: string, loader: Loader, script: boolean)
     // No `format`: esbuild then only strips types and keeps the module syntax as written.
     // (`format: "esm"` would wrap a CommonJS file in a `__commonJS(...)` closure and hide
     // its top-level declarations from the analysis below.)
-    code = transformSync(content, { loader, keepNames: true, minify: false, sourcefile: file }).code;
+    code = esbuild().transformSync(content, { loader, keepNames: true, minify: false, sourcefile: file }).code;
   } catch (err) {
     const first = (err as { errors?: Message[] }).errors?.[0];
     const where = first?.location ? ` (line ${first.location.line}, column ${first.location.column})` : "";

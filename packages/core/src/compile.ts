@@ -373,14 +373,16 @@ class Compiler {
       case "launchplan": {
         const lp = this.launchPlan(n.launchPlan);
         const key = taskKey(lp.id);
-        const inputs = this.callInputs(wf, n.id, `launch plan "${lp.id.name}"`, lp.interface, n.launchPlan.workflow.inputSchemas, n.inputs, visible);
-        for (const k of Object.keys(inputs)) {
-          if (k in lp.fixed) {
+        // Before the interface check: the plan's interface leaves fixed inputs out, and
+        // "has no input" would hide why.
+        for (const k of Object.keys(n.inputs)) {
+          if (n.inputs[k] !== undefined && k in lp.fixed) {
             throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}", node "${n.id}": input "${k}" is fixed by launch plan "${lp.id.name}"`, {
               hint: "leave it out; the plan sets it",
             });
           }
         }
+        const inputs = this.callInputs(wf, n.id, `launch plan "${lp.id.name}"`, lp.interface, n.launchPlan.workflow.inputSchemas, n.inputs, visible);
         return [{ id: n.id, kind: "launchplan", launchPlan: key, inputs, upstream }, lp.interface.output];
       }
       case "map":
@@ -709,7 +711,7 @@ class Compiler {
       if (from === undefined) {
         throw new TernError(
           ErrorCodes.TYPE_MISMATCH,
-          `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": expects ${describeSchema(target)}${where.task ? ` (task "${where.task}")` : ""}, but ${srcName} does not exist (the value is ${describeSchema(src as JsonSchema)})`,
+          `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": expects ${describeSchema(target)}${where.task ? ` (${where.task})` : ""}, but ${srcName} does not exist (the value is ${describeSchema(src as JsonSchema)})`,
           {
             hint: "use a field the upstream output declares",
             details: { workflow: where.wf, node: where.node, input: where.input, path: b.ref.path },
@@ -721,7 +723,7 @@ class Compiler {
         const e = r.error;
         throw new TernError(
           ErrorCodes.TYPE_MISMATCH,
-          `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": expects ${describeSchema(target)}${where.task ? ` (task "${where.task}")` : ""}, but ${srcName} gives ${describeSchema(from)}${e.path ? ` — at ${e.path}: ${e.reason}` : ` — ${e.reason}`}`,
+          `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": expects ${describeSchema(target)}${where.task ? ` (${where.task})` : ""}, but ${srcName} gives ${describeSchema(from)}${e.path ? ` — at ${e.path}: ${e.reason}` : ` — ${e.reason}`}`,
           {
             hint: "fix the wiring, or convert the value in a task",
             details: { workflow: where.wf, node: where.node, input: where.input, from: e.from, to: e.to, path: e.path },

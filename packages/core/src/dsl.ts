@@ -68,10 +68,16 @@ export type Bindable<T> =
 type OptionalKeys<I extends Shape> = { [K in keyof I]: undefined extends z.input<I[K]> ? K : never }[keyof I];
 type RequiredKeys<I extends Shape> = Exclude<keyof I, OptionalKeys<I>>;
 
-/** The argument of a task or workflow call inside a workflow body. */
-export type CallInputs<I extends Shape> = { [K in RequiredKeys<I>]: Bindable<z.input<I[K]>> } & {
-  [K in OptionalKeys<I>]?: Bindable<z.input<I[K]>>;
-};
+/**
+ * The argument of a task or workflow call inside a workflow body. For `any` inputs it is
+ * `any`: otherwise every key would be optional, and a workflow with a required input would
+ * not be assignable to `AnyWorkflow` (what `compile()` and `run()` take).
+ */
+export type CallInputs<I extends Shape> = 0 extends 1 & I
+  ? any
+  : { [K in RequiredKeys<I>]: Bindable<z.input<I[K]>> } & {
+      [K in OptionalKeys<I>]?: Bindable<z.input<I[K]>>;
+    };
 
 /** Values a task body receives. */
 export type TaskInputs<I extends Shape> = { [K in keyof I]: z.output<I[K]> };
@@ -569,11 +575,20 @@ export function collectHandles(v: unknown, out: Handle<unknown>[] = []): Handle<
   return out;
 }
 
+/**
+ * The builder of the body being run. Workflow bodies are synchronous: a stack is enough. A
+ * dynamic body may await between task calls, so its builder also lives in an
+ * AsyncLocalStorage — switched on only while such a body runs, because on Node 20 an active
+ * AsyncLocalStorage puts a hook on every promise of the process (a large share of the cost of
+ * a no-op task in the engine).
+ */
+const syncBuilders: WorkflowBuilder[] = [];
 const builderContext = new AsyncLocalStorage<WorkflowBuilder>();
+let asyncBodies = 0;
 
 /** The workflow (or dynamic) body being built, or a usage error naming `what` was called outside one. */
 export function currentBuilder(what: string): WorkflowBuilder {
-  const b = builderContext.getStore();
+  const b = syncBuilders.length > 0 ? syncBuilders[syncBuilders.length - 1] : asyncBodies > 0 ? builderContext.getStore() : undefined;
   if (!b) {
     throw new TernError(ErrorCodes.USAGE, `${what} was called outside a workflow body`, {
       hint: "call tasks inside workflow(…, (inputs) => …), or run one with `tern run <file> <task>` or run(task, inputs)",
@@ -582,9 +597,24 @@ export function currentBuilder(what: string): WorkflowBuilder {
   return b;
 }
 
-/** Run `body` with `b` as the current builder (also across awaits, for dynamic bodies). */
+/** Run a synchronous `body` with `b` as the current builder. */
 export function withBuilder<T>(b: WorkflowBuilder, body: () => T): T {
-  return builderContext.run(b, body);
+  syncBuilders.push(b);
+  try {
+    return body();
+  } finally {
+    syncBuilders.pop();
+  }
+}
+
+/** Run `body` (a dynamic body, which may await) with `b` as the current builder, across its awaits. */
+export async function withAsyncBuilder<T>(b: WorkflowBuilder, body: () => T | Promise<T>): Promise<T> {
+  asyncBodies++;
+  try {
+    return await builderContext.run(b, body);
+  } finally {
+    if (--asyncBodies === 0) builderContext.disable();
+  }
 }
 
 function buildGraph(name: string, site: CallSite, body: (inputs: unknown) => unknown): BuiltGraph {

@@ -9,7 +9,8 @@
  * limits, the failure policy, abort, and the cache. Plugins only launch, check
  * and abort work.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { z } from "zod";
 import type { BlobStore } from "./blob.js";
 import { type Catalog, cacheKey, type CacheProducer, stripLocal } from "./catalog.js";
 import { Attempt, type AttemptHost, type AttemptNode } from "./attempt.js";
@@ -21,7 +22,7 @@ import { isTernRef } from "./types.js";
 import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "./errors.js";
 import type { Json } from "./json.js";
 import type { BackendPlugin, BackendRegistry, TaskContext, TaskPhase } from "./plugin.js";
-import { validateCompiledWorkflow } from "./spec.js";
+import { validateCompiledWorkflow, validatedHere } from "./spec.js";
 import { checkAssignable, describeSchema, type JsonSchema } from "./typecheck.js";
 import type {
   Backoff,
@@ -132,16 +133,39 @@ export interface StartOptions {
   id?: string;
   /** Nodes at once. Default: the workflow's `maxParallelism`, else unlimited. */
   maxParallelism?: number;
-  /** Reuse outputs of nodes that already succeeded (recovery). */
-  reuse?: (nodeId: string) => { outputs: unknown } | undefined;
+  /**
+   * Reuse outputs of nodes that already succeeded: in another execution (recovery: the
+   * node succeeds with a `recovered` mark), or earlier in this one (`resumed: true`,
+   * when a stored execution is resumed: the node is done, and no event repeats it).
+   */
+  reuse?: (nodeId: string) => { outputs: unknown; resumed?: boolean } | undefined;
   /** Event listener, called synchronously in event order. */
   onEvent?: (e: ExecutionEvent) => void;
   /** Zod schemas of the workflow inputs, to validate and fill defaults (from `compile()`). */
   inputSchemas?: Shape;
   /** Answers gates (approve, input). Without one, such a gate fails saying how to give a signal. */
   signals?: SignalProvider;
+  /**
+   * Resuming a stored execution: events continue after this seq, and a node picks
+   * up its attempt count and retry budgets (the last attempt started is started again
+   * with the same attempt id, which plugins make idempotent).
+   */
+  startSeq?: number;
+  resume?: (nodeId: string) => ResumedNode | undefined;
   /** Parent of a child execution (launch plans run as nodes). */
   parent?: { execution: string; node: string };
+}
+
+/** Where a node's attempts stood when a stored execution stopped (see {@link StartOptions.resume}). */
+export interface ResumedNode {
+  /** Attempts started. */
+  attempts: number;
+  userFailures: number;
+  systemFailures: number;
+  /** The last attempt started had not ended: it runs again under its own attempt id. */
+  inFlight: boolean;
+  /** The node had failed for good: it stays failed, no attempt runs. */
+  failed?: ErrorDocument;
 }
 
 export interface SignalRequest {
@@ -338,6 +362,14 @@ export interface ExecutionHandle {
   /** Log lines of a node's attempt (the last attempt by default). */
   logs(node: string, attempt?: number): readonly string[];
   abort(reason?: string): Promise<void>;
+  /**
+   * Stop driving the execution but leave its work running: no plugin is asked to abort
+   * or finalize, no further event is emitted, no new attempt starts. For an engine that
+   * hands the execution over (it lost its lease, or shuts down), so that the next engine
+   * resumes it and re-attaches to the work. `result` then settles as `aborted` with
+   * `error.details.detached` set.
+   */
+  detach(reason?: string): void;
 }
 
 /** A task node or a map item: what the cache and retry logic work on. */
@@ -406,6 +438,8 @@ class Scope {
 const START_BATCH = 256;
 /** Map items in flight at once when the map gives no concurrency. */
 const DEFAULT_MAP_CONCURRENCY = 512;
+/** Map items started between two turns of the event loop (see `runMap`). */
+const MAP_ITEMS_PER_TURN = 4096;
 const MAX_MAP_FAILURES_KEPT = 20;
 const noInputs = (): Record<string, unknown> => ({});
 
@@ -421,6 +455,8 @@ class Execution implements AttemptHost {
   private seq = 0;
   private phase: ExecutionPhase = "running";
   private finished = false;
+  /** Handed over (see `ExecutionHandle.detach`): no more events, work left running. */
+  private detached = false;
   private failure?: ErrorDocument & { node?: string };
   private readonly maxParallelism: number;
   /** Slots of `maxParallelism`: held by running tasks, gates and map items; control nodes give theirs back while they wait. */
@@ -455,6 +491,7 @@ class Execution implements AttemptHost {
     private readonly opts: StartOptions & { id: string },
   ) {
     this.id = opts.id;
+    this.seq = opts.startSeq ?? 0;
     const wf = spec.workflow;
     this.project = wf.id.project;
     this.domain = wf.id.domain;
@@ -484,6 +521,7 @@ class Execution implements AttemptHost {
         return n.logs?.get(attempt ?? n.attempts) ?? [];
       },
       abort: (reason) => self.abort(reason),
+      detach: (reason) => self.detach(reason),
     };
   }
 
@@ -696,6 +734,7 @@ class Execution implements AttemptHost {
   // Events
 
   private emit(e: Omit<ExecutionEvent, "seq" | "at" | "execution">): void {
+    if (this.detached) return;
     const ev = e as ExecutionEvent;
     ev.seq = ++this.seq;
     ev.at = Date.now();
@@ -707,7 +746,7 @@ class Execution implements AttemptHost {
   /** A node's phase change, as an event. (Hot path: one object, fixed key order.) */
   setPhase(n: TaskRun, phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
     n.phase = phase;
-    if (n.quiet) return;
+    if (n.quiet || this.detached) return;
     const ev: ExecutionEvent = { seq: ++this.seq, at: Date.now(), execution: this.id, node: n.fqId, phase, attempt: n.attempts || undefined };
     if (extra) Object.assign(ev, extra);
     this.events.push(ev);
@@ -946,6 +985,17 @@ class Execution implements AttemptHost {
     this.failFast(error.message);
   }
 
+  detach(reason = "the execution was handed over"): void {
+    if (this.phase !== "running" || this.finished) return;
+    this.detached = true;
+    this.phase = "aborted";
+    this.failure = { code: ErrorCodes.ABORTED, kind: "system", message: reason, details: { detached: true } };
+    // Wakes what waits (backoff, cache lease, gates, slots); attempts stop without touching their work.
+    this.ac.abort(reason);
+    for (const a of this.active) a.detach(reason);
+    if (!this.root) void this.finish();
+  }
+
   async abort(reason = "aborted by request"): Promise<void> {
     if (this.phase !== "running" || this.finished) return;
     this.phase = "aborted";
@@ -1019,6 +1069,10 @@ class Execution implements AttemptHost {
     const reused = this.opts.reuse?.(n.fqId);
     if (reused) {
       n.outputs = reused.outputs;
+      if (reused.resumed) {
+        n.phase = "succeeded";
+        return DONE;
+      }
       n.recovered = true;
       this.setPhase(n, "succeeded", { recovered: true, outputs: reused.outputs, ...this.firstEventFields(n) });
       return DONE;
@@ -1116,6 +1170,18 @@ class Execution implements AttemptHost {
   /** The outputs of the first successful attempt, or undefined after a failure or stop (the phase is set). */
   private async attemptUntilDone(n: TaskRun, inputs: Record<string, unknown>): Promise<unknown> {
     const retries = n.task.metadata.retries;
+    const resumed = n.attempts === 0 && !n.quiet ? this.opts.resume?.(n.fqId) : undefined;
+    if (resumed) {
+      // The attempt that was in flight runs again under its own id; a finished one is not repeated.
+      n.attempts = resumed.inFlight ? resumed.attempts - 1 : resumed.attempts;
+      n.userFailures = resumed.userFailures;
+      n.systemFailures = resumed.systemFailures;
+      if (resumed.failed) {
+        n.error = resumed.failed;
+        this.setPhase(n, "failed", { error: n.error });
+        return undefined;
+      }
+    }
     for (;;) {
       if (this.halted) {
         this.setPhase(n, "aborted", { message: "execution ended" });
@@ -1197,7 +1263,9 @@ class Execution implements AttemptHost {
     if (built === undefined) return;
     let sub: CompiledWorkflow;
     try {
-      sub = validateCompiledWorkflow((built as { spec?: unknown })?.spec ?? built);
+      const raw = (built as { spec?: unknown })?.spec ?? built;
+      // Compiled (and validated) in this process by an in-process backend: not twice.
+      sub = validatedHere(raw) ? (raw as CompiledWorkflow) : validateCompiledWorkflow(raw);
       for (const [k, t] of Object.entries(sub.tasks)) {
         this.tasks[k] ??= t;
         this.pluginFor(this.tasks[k]);
@@ -1250,6 +1318,8 @@ class Execution implements AttemptHost {
         launchPlans: this.launchPlans,
       };
       child = this.engine.start(spec, inputs, {
+        // Derived from the parent and node: a resumed parent's child reuses its attempts' results.
+        id: childExecutionId(this.id, n.fqId),
         signals: this.opts.signals,
         reuse: this.opts.reuse ? (id) => this.opts.reuse?.(`${n.fqId}/${id}`) : undefined,
         parent: { execution: this.id, node: n.fqId },
@@ -1260,7 +1330,7 @@ class Execution implements AttemptHost {
       return;
     }
     this.setPhase(n, "running", { childExecution: child.id, message: `child execution ${child.id}` });
-    const onAbort = () => void child.abort("parent execution stopped");
+    const onAbort = () => (this.detached ? child.detach("parent execution handed over") : void child.abort("parent execution stopped"));
     this.ac.signal.addEventListener("abort", onAbort, { once: true });
     const r = await child.result;
     this.ac.signal.removeEventListener("abort", onAbort);
@@ -1402,12 +1472,12 @@ class Execution implements AttemptHost {
         n.outputs = value;
         return this.setPhase(n, "succeeded", { outputs: value, message: `approved${outcome.by ? ` by ${outcome.by}` : ""}` });
       }
-      const check = checkAssignable(literalSchema(outcome.value), g.schema as JsonSchema);
-      if (outcome.value === undefined || !check.ok) {
+      const problem = signalProblem(outcome.value, g.schema as JsonSchema);
+      if (problem !== undefined) {
         n.error = {
           code: ErrorCodes.INPUT_INVALID,
           kind: "user",
-          message: `gate "${n.fqId}" expects ${describeSchema(g.schema as JsonSchema)}, but the signal gave ${JSON.stringify(outcome.value)}`,
+          message: `gate "${n.fqId}" expects ${describeSchema(g.schema as JsonSchema)}, but the signal gave ${outcome.value === undefined ? "no value" : JSON.stringify(outcome.value)}${problem ? ` (${problem})` : ""}`,
           hint: `signal a value of type ${describeSchema(g.schema as JsonSchema)}`,
           details: { node: n.fqId },
         };
@@ -1416,11 +1486,15 @@ class Execution implements AttemptHost {
       n.outputs = outcome.value;
       return this.setPhase(n, "succeeded", { outputs: outcome.value });
     } catch (e) {
+      // A provider that gives up because the execution stopped: the gate was aborted, not failed.
+      if (stop.signal.aborted) return this.setPhase(n, "aborted", { message: String(stop.signal.reason) });
       n.error = toErrorDocument(e, "user");
       return this.setPhase(n, "failed", { error: n.error });
     } finally {
       if (timer) clearTimeout(timer);
       this.ac.signal.removeEventListener("abort", onAbort);
+      // The provider stops waiting too (timeout, or an answer it no longer needs to give).
+      if (!stop.signal.aborted) stop.abort("the gate no longer waits");
     }
   }
 
@@ -1536,11 +1610,31 @@ class Execution implements AttemptHost {
         progress();
       }
     };
+    // Items that finish without I/O (inline no-ops) would run the whole map in one drain of
+    // the microtask queue, starving timers, signals and abort requests: every so many items,
+    // all workers wait for one turn of the event loop.
+    let sinceTurn = 0;
+    let turn: Promise<void> | undefined;
     const worker = async () => {
-      while (!stopped && !this.halted && next < total) await runOne(next++);
+      while (!stopped && !this.halted && next < total) {
+        if (!turn && ++sinceTurn >= MAP_ITEMS_PER_TURN) {
+          sinceTurn = 0;
+          turn = new Promise<void>((resolve) => setImmediate(() => {
+            turn = undefined;
+            resolve();
+          }));
+        }
+        if (turn) {
+          await turn;
+          continue;
+        }
+        await runOne(next++);
+      }
     };
     const concurrency = Math.max(1, Math.min(total, s.concurrency ?? DEFAULT_MAP_CONCURRENCY));
     await Promise.all(Array.from({ length: total === 0 ? 0 : concurrency }, worker));
+    // Items end in any order; report the failures kept in item order.
+    items.failures?.sort((a, b) => a.index - b.index);
     const done = items.succeeded + items.failed;
     if (items.failed > tolerated) {
       const first = items.failures?.[0];
@@ -1563,6 +1657,37 @@ class Execution implements AttemptHost {
 }
 
 type Scalar = string | number | boolean | null | undefined;
+
+const signalSchemas = new WeakMap<object, z.ZodType | null>();
+
+/**
+ * Why a signal value does not fit a gate's JSON Schema (`""` when no detail), or undefined
+ * when it fits. Validated like a task input (numbers accept integers; bounds, lengths and
+ * patterns count), through zod's reading of the schema; the structural check is the fallback
+ * for schemas zod cannot read.
+ */
+function signalProblem(value: unknown, schema: JsonSchema): string | undefined {
+  if (value === undefined) return "";
+  let zs: z.ZodType | null | undefined = typeof schema === "object" && schema ? signalSchemas.get(schema) : undefined;
+  if (zs === undefined && typeof schema === "object" && schema) {
+    try {
+      zs = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+    } catch {
+      zs = null;
+    }
+    signalSchemas.set(schema, zs);
+  }
+  if (zs) {
+    const r = zs.safeParse(value);
+    return r.success ? undefined : (r.error.issues[0]?.message ?? "");
+  }
+  return checkAssignable(literalSchema(value), schema).ok ? undefined : "";
+}
+
+/** A launch-plan node's child execution id: stable across restarts of the parent. */
+function childExecutionId(parent: string, node: string): string {
+  return `${parent}-c${createHash("sha256").update(node).digest("hex").slice(0, 10)}`;
+}
 
 function countNodes(nodes: NodeSpec[]): number {
   let c = 0;

@@ -113,6 +113,7 @@ export {
   newExecutionId,
   type NodePhase,
   type NodeSummary,
+  type ResumedNode,
   type SignalAnswer,
   type SignalProvider,
   type SignalRequest,
@@ -152,4 +153,5 @@ export { type Bundle, bundleEntry, bundlePath, findProjectRoot, importBundle } f
 export { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
 export { createEngine, DefinitionIndex, type LocalEngine, type LocalEngineOptions, run } from "./runtime.js";
 export { type ErrorCode, ErrorCodes, type ErrorDocument, type ErrorKind, errorFromDocument, isTernError, TernError, toErrorDocument } from "./errors.js";
+export { validateValue, type ValueProblem } from "./validate-value.js";
 export { canonicalJson, type Json, type JsonObject } from "./json.js";

@@ -388,9 +388,15 @@ export function specJsonSchemas(): Record<string, unknown> {
   };
 }
 
+/** Objects that passed validation in this process (see {@link validatedHere}). */
+const validatedObjects = new WeakSet<object>();
+
 function validate<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
-  if (r.success) return r.data;
+  if (r.success) {
+    if (typeof value === "object" && value !== null) validatedObjects.add(value);
+    return r.data;
+  }
   const issues = r.error.issues
     .slice(0, 5)
     .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
@@ -399,6 +405,15 @@ function validate<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
     hint: `compare the document with the ${what} JSON Schema (specJsonSchemas())`,
     details: { issues: r.error.issues.slice(0, 20) },
   });
+}
+
+/**
+ * True when this very object passed a `validate…()` call in this process: a spec compiled
+ * here and handed over in memory (a dynamic sub-DAG on the inline backend) need not be
+ * validated twice. Only for objects nobody changed since.
+ */
+export function validatedHere(v: unknown): boolean {
+  return typeof v === "object" && v !== null && validatedObjects.has(v);
 }
 
 export const validateTaskSpec = (v: unknown): TaskSpec => validate(TaskSpecSchema, v, "TaskSpec");

@@ -23,6 +23,41 @@ interface Running {
   /** The body's `ctx.signal`, made only if the body reads it. */
   ac?: AbortController;
   aborted?: boolean;
+  /** Finalized: forgotten at the next sweep, and unknown to `check` from now on. */
+  gone?: boolean;
+}
+
+/**
+ * Attempts by id. Finalized entries are not deleted one by one: on V8, a string-keyed Map
+ * under constant set/delete churn keeps rehashing, and its chain of discarded tables keeps
+ * young objects alive through scavenges (at 512 items in flight, most of a no-op map's time
+ * went to the garbage collector). They are marked, and swept in bulk once they outnumber
+ * the live ones.
+ */
+class AttemptTable {
+  private map = new Map<string, Running>();
+  private gone = 0;
+
+  get(id: string): Running | undefined {
+    const r = this.map.get(id);
+    return r && !r.gone ? r : undefined;
+  }
+
+  set(id: string, r: Running): void {
+    this.map.set(id, r);
+  }
+
+  forget(id: string): void {
+    const r = this.map.get(id);
+    if (!r || r.gone) return;
+    r.gone = true;
+    if (++this.gone >= 1024 && this.gone * 2 >= this.map.size) {
+      const live = new Map<string, Running>();
+      for (const [k, v] of this.map) if (!v.gone) live.set(k, v);
+      this.map = live;
+      this.gone = 0;
+    }
+  }
 }
 
 type InlineState = { attempt: string };
@@ -64,17 +99,23 @@ export class InlineBackend implements BackendPlugin<InlineState> {
   readonly id = "inline";
   readonly taskTypes = ["node"] as const;
   readonly contractVersion = CONTRACT_VERSION;
-  private readonly running = new Map<string, Running>();
+  private readonly running = new AttemptTable();
+  private readonly defs = new WeakMap<TaskSpec, AnyTask>();
 
   constructor(@inject(TASK_RESOLVER) private readonly resolveTask: TaskResolver) {}
 
   async launch(ctx: TaskContext): Promise<InlineState> {
     const id = ctx.attempt.id;
-    if (this.running.has(id)) return { attempt: id };
+    if (this.running.get(id)) return { attempt: id };
     const r: Running = { done: false };
     this.running.set(id, r);
-    const found = this.resolveTask(ctx.task);
-    const def = found instanceof Promise ? await found : found;
+    // One lookup per spec, not per attempt: the items of a map share theirs.
+    let def = this.defs.get(ctx.task);
+    if (!def) {
+      const found = this.resolveTask(ctx.task);
+      def = found instanceof Promise ? await found : found;
+      this.defs.set(ctx.task, def);
+    }
     executeTask(
       def,
       {
@@ -118,6 +159,6 @@ export class InlineBackend implements BackendPlugin<InlineState> {
   }
 
   async finalize(_ctx: TaskContext, state: InlineState): Promise<void> {
-    this.running.delete(state.attempt);
+    this.running.forget(state.attempt);
   }
 }

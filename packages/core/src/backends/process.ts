@@ -6,18 +6,26 @@
  *
  * A worker's crash (process.exit in user code, out of memory, a signal) fails only
  * the attempt it was running, as a system error, and the pool starts a new worker.
- * Abort kills the worker running the attempt. Work in this pool does not outlive
- * the engine's process: a restarted engine sees its attempts as lost (a system
- * error, retried).
+ * Abort kills the worker running the attempt.
+ *
+ * Restart safety: a worker marks each attempt as its own before running it and writes
+ * the result (`outputs.json` / `error.json` under the attempt's `outputPrefix`) before
+ * it replies; a worker whose engine died finishes its attempt, writes the result and
+ * exits (see `attempt-files.ts`). So `launch` of an attempt id that already ran
+ * (an engine that restarted launches its in-flight attempts again under their own ids)
+ * runs nothing: it adopts the stored result, or the worker still running the attempt
+ * (whose result it then waits for), or, when that worker is gone without a result,
+ * reports the attempt lost (a system error, retried).
  *
  * Protocol (Node IPC, see {@link RunMessage} and {@link WorkerMessage}): the parent
  * sends `run`; the worker answers with `log` messages and one `done`. Outputs come
- * back inline when their JSON is at most 1 MiB; bigger ones are written by the
- * worker to `<outputPrefix>/outputs.json`, where the engine reads them.
+ * back inline when their JSON is at most 1 MiB; bigger ones are read by the engine
+ * from `<outputPrefix>/outputs.json`.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { inject, injectable } from "tsyringe";
 import { bundlePath } from "../bundle.js";
@@ -27,6 +35,7 @@ import type { Json } from "../json.js";
 import { type BackendPlugin, CONTRACT_VERSION, type TaskContext, type TaskStatus } from "../plugin.js";
 import type { TaskSpec } from "../spec.js";
 import { createToken, type Token } from "../tokens.js";
+import { blobRootDir, isWorkerAlive, type ProcessIdentity, processStartTime, readAttempt, readResult } from "./attempt-files.js";
 
 /** Configuration of the {@link ProcessBackend}. */
 export interface ProcessBackendOptions {
@@ -41,8 +50,19 @@ export const PROCESS_BACKEND_OPTIONS: Token<ProcessBackendOptions> = createToken
   "tern.process-backend.options",
 );
 
-/** The persisted plugin state of an attempt: its id and the worker's pid (`null` while it waits for a worker). */
-export type ProcessState = { attempt: string; pid: number | null };
+/**
+ * The persisted plugin state of an attempt: its id, the worker's pid (`null` while it
+ * waits for a worker, or when the attempt was completed from a stored result) and that
+ * process's start time (so a reused pid is not taken for the worker). `adopted` says
+ * that this launch found the attempt's work already done (`result`) or still running
+ * in a worker of an engine that stopped (`running`).
+ */
+export type ProcessState = {
+  attempt: string;
+  pid: number | null;
+  start?: number;
+  adopted?: "result" | "running";
+};
 
 // ---------------------------------------------------------------------------
 // Wire protocol, shared with `bin/tern-execute.ts` (which imports these types only).
@@ -101,6 +121,8 @@ const WORKER_SPEC_CACHE = 512;
 const FINISHED_LOGS_KEPT = 256;
 /** How long `abort`/`close` wait for a killed worker to be reaped. */
 const EXIT_WAIT_MS = 5_000;
+/** How often adopted attempts (running in a worker of an engine that stopped) are looked at. */
+const ADOPTED_POLL_MS = 50;
 
 const RUNNING: TaskStatus = { phase: "running" };
 const WAITING: TaskStatus = { phase: "waiting-for-resources", message: "waiting for a free worker process" };
@@ -123,9 +145,22 @@ interface Run {
   stopping?: Promise<void>;
 }
 
+/** An attempt this backend did not start: its result was found, or another engine's worker runs it. */
+interface Adopted {
+  readonly id: string;
+  readonly ctx: TaskContext;
+  /** The attempt's directory (its outputPrefix in the local blob store). */
+  readonly dir: string;
+  /** The worker still running it (none when the result was found at once). */
+  readonly worker?: ProcessIdentity;
+  status?: TaskStatus;
+}
+
 interface Worker {
   readonly child: ChildProcess;
   readonly pid: number;
+  /** Start time of the process, recorded in the plugin state against pid reuse. */
+  readonly start?: number;
   /** The attempt it runs now. */
   run?: Run;
   /** The attempt it ran last: raw output that arrives late still belongs to it. */
@@ -185,6 +220,11 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   /** Attempts launched while every worker was busy (only when more than `size` are in flight). */
   private readonly queue: Run[] = [];
   private readonly runs = new Map<string, Run>();
+  /** Attempts adopted from an engine that stopped, by attempt id. */
+  private readonly adopted = new Map<string, Adopted>();
+  private adoptedTimer?: NodeJS.Timeout;
+  /** Local directories of `file:` blob roots. */
+  private readonly rootDirs = new Map<string, string>();
   private readonly finishedLogs = new Map<string, string[]>();
   /** Small integer keys for task spec objects, so a worker receives each spec once. */
   private readonly specKeys = new WeakMap<TaskSpec, number>();
@@ -225,7 +265,9 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   async launch(ctx: TaskContext): Promise<ProcessState> {
     const id = ctx.attempt.id;
     const known = this.runs.get(id);
-    if (known) return { attempt: id, pid: known.worker?.pid ?? null };
+    if (known) return this.stateOf(known);
+    const adoptedBefore = this.adopted.get(id);
+    if (adoptedBefore) return adoptedState(adoptedBefore);
     if (this.closed) {
       throw new TernError(ErrorCodes.SYSTEM, "the process backend is closed", { kind: "system" });
     }
@@ -240,6 +282,9 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
         },
       );
     }
+    // The attempt may have run already, under an engine that stopped: adopt, never rerun.
+    const adopted = this.adopt(ctx);
+    if (adopted) return adoptedState(adopted);
     this.script ??= workerScript();
     const msg: RunMessage = {
       t: "run",
@@ -263,31 +308,44 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
     this.runs.set(id, run);
     if (w) this.assign(w, run);
     else this.queue.push(run);
-    return { attempt: id, pid: run.worker?.pid ?? null };
+    return this.stateOf(run);
   }
 
-  async check(_ctx: TaskContext, state: ProcessState): Promise<TaskStatus> {
+  /**
+   * An attempt this backend knows: its status. One it does not know (the state of an
+   * engine that stopped) is looked up in the blob store: its stored result, or the
+   * worker still running it, else it was lost (a system error, retried).
+   */
+  async check(ctx: TaskContext, state: ProcessState): Promise<TaskStatus> {
     const run = this.runs.get(state.attempt);
-    if (!run) {
-      return {
-        phase: "failed",
-        error: {
-          code: ErrorCodes.SYSTEM,
-          kind: "system",
-          message: `the attempt ${state.attempt} was lost: its worker process${state.pid ? ` (pid ${state.pid})` : ""} belonged to an engine that is gone`,
-          hint: "work in the process backend does not outlive the engine that started it; it is retried",
-        },
-      };
-    }
-    return run.status ?? (run.worker ? RUNNING : WAITING);
+    if (run) return run.status ?? (run.worker ? RUNNING : WAITING);
+    const adopted = this.adopted.get(state.attempt) ?? (ctx?.outputPrefix ? this.adopt(ctx, state) : undefined);
+    if (adopted) return adopted.status ?? RUNNING;
+    return lostStatus(state.attempt, state.pid);
   }
 
   async abort(_ctx: TaskContext, state: ProcessState): Promise<void> {
     const run = this.runs.get(state.attempt);
-    if (run) await this.stop(run, "aborted: its worker process was killed");
+    if (run) {
+      await this.stop(run, "aborted: its worker process was killed");
+      return;
+    }
+    const adopted = this.adopted.get(state.attempt);
+    if (adopted && !adopted.status) {
+      adopted.status = { phase: "aborted", message: "aborted: the worker process running the adopted attempt was killed" };
+      // Another engine's worker: signal it only while it is still that process.
+      if (adopted.worker && isWorkerAlive(adopted.worker)) {
+        try {
+          process.kill(adopted.worker.pid, "SIGKILL");
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
   }
 
   async finalize(_ctx: TaskContext, state: ProcessState): Promise<void> {
+    if (this.adopted.delete(state.attempt) && this.adopted.size === 0) this.stopAdoptedTimer();
     const run = this.runs.get(state.attempt);
     if (!run) return;
     // The engine is done with the attempt. If it still runs (the engine may finalize
@@ -322,9 +380,37 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
     }
   }
 
+  /**
+   * Stop using the pool without stopping its work: busy workers are disconnected and
+   * finish their attempt (writing its result) before they exit; idle ones exit now. An
+   * engine that is handing its executions over (to a restart, or another replica) calls
+   * this; the next engine adopts the results. Afterwards the backend is closed.
+   */
+  async handOver(): Promise<void> {
+    this.closed = true;
+    this.stopAdoptedTimer();
+    for (const run of this.queue.splice(0)) this.end(run, { phase: "aborted", message: "the process backend was handed over" });
+    const exits: Promise<void>[] = [];
+    for (const w of [...this.workers]) {
+      w.leaving = true;
+      this.workers.delete(w);
+      const run = w.run;
+      w.run = undefined;
+      if (run) this.end(run, { phase: "aborted", message: "the process backend was handed over; the worker finishes the attempt" });
+      if (w.alive && w.child.connected) w.child.disconnect();
+      // Idle workers exit at once; busy ones when their attempt is done (not waited for).
+      if (!run) exits.push(w.exited);
+    }
+    this.idle.length = 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(exits), new Promise<void>((r) => (timer = setTimeout(r, EXIT_WAIT_MS)))]);
+    clearTimeout(timer);
+  }
+
   /** Kill every worker; attempts still running end as aborted. */
   async close(): Promise<void> {
     this.closed = true;
+    this.stopAdoptedTimer();
     const closing: TaskStatus = { phase: "aborted", message: "the process backend was closed" };
     for (const run of this.queue.splice(0)) this.end(run, closing);
     for (const w of this.workers) if (w.run) this.end(w.run, closing);
@@ -339,6 +425,88 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   }
 
   // -------------------------------------------------------------------------
+
+  private stateOf(run: Run): ProcessState {
+    const w = run.worker;
+    if (!w) return { attempt: run.id, pid: null };
+    return w.start === undefined ? { attempt: run.id, pid: w.pid } : { attempt: run.id, pid: w.pid, start: w.start };
+  }
+
+  /** The local directory of an attempt (its outputPrefix), or undefined for a remote blob store. */
+  private attemptDir(ctx: TaskContext): string | undefined {
+    const root = ctx.blobs.root;
+    let dir = this.rootDirs.get(root);
+    if (dir === undefined) {
+      if (!root.startsWith("file:")) return undefined;
+      dir = blobRootDir(root);
+      this.rootDirs.set(root, dir);
+    }
+    return path.join(dir, ctx.outputPrefix);
+  }
+
+  /**
+   * Adopt an attempt that ran (or runs) outside this backend: its stored result, or the
+   * worker that marked it and is still alive. Undefined when it never started, so
+   * `launch` starts it. `prior` is a persisted state, for a worker that left no mark.
+   */
+  private adopt(ctx: TaskContext, prior?: ProcessState): Adopted | undefined {
+    const dir = this.attemptDir(ctx);
+    if (!dir) return undefined;
+    const rec = readAttempt(dir);
+    const id = ctx.attempt.id;
+    let adopted: Adopted;
+    if (rec.kind === "succeeded" || rec.kind === "failed") {
+      adopted = { id, ctx, dir, status: resultStatus(rec) };
+      ctx.logger.info(`adopted the stored result of attempt ${id} (it ran before the engine restarted)`);
+    } else {
+      const worker: ProcessIdentity | undefined =
+        rec.kind === "marked" ? rec.worker : prior?.pid ? { pid: prior.pid, ...(prior.start === undefined ? {} : { start: prior.start }) } : undefined;
+      if (!worker) return undefined;
+      if (isWorkerAlive(worker)) {
+        adopted = { id, ctx, dir, worker };
+        ctx.logger.info(`adopted attempt ${id}, still running in worker process ${worker.pid} of an engine that stopped`);
+      } else {
+        // Re-read: the worker may have written its result and exited in between.
+        const late = readResult(dir);
+        adopted = {
+          id,
+          ctx,
+          dir,
+          worker,
+          status: late ? resultStatus(late) : lostStatus(id, worker.pid),
+        };
+      }
+    }
+    this.adopted.set(id, adopted);
+    if (!adopted.status) this.startAdoptedTimer();
+    return adopted;
+  }
+
+  /** Poll adopted attempts that still run elsewhere: their result, or their worker's end. */
+  private startAdoptedTimer(): void {
+    if (this.adoptedTimer) return;
+    this.adoptedTimer = setInterval(() => {
+      let waiting = 0;
+      for (const a of this.adopted.values()) {
+        if (a.status) continue;
+        const result = readResult(a.dir);
+        if (result) a.status = resultStatus(result);
+        else if (!isWorkerAlive(a.worker!)) {
+          const late = readResult(a.dir);
+          a.status = late ? resultStatus(late) : lostStatus(a.id, a.worker!.pid);
+        }
+        if (a.status) a.ctx.notify();
+        else waiting++;
+      }
+      if (waiting === 0) this.stopAdoptedTimer();
+    }, ADOPTED_POLL_MS);
+    this.adoptedTimer.unref();
+  }
+
+  private stopAdoptedTimer(): void {
+    if (this.adoptedTimer) clearInterval(this.adoptedTimer);
+    this.adoptedTimer = undefined;
+  }
 
   private bundleFile(ctx: TaskContext): string {
     const digest = ctx.task.code!.bundle!;
@@ -379,9 +547,11 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
       execArgv: [],
     });
     let resolveExit!: () => void;
+    const start = child.pid === undefined ? undefined : processStartTime(child.pid);
     const w: Worker = {
       child,
       pid: child.pid ?? -1,
+      ...(start === undefined ? {} : { start }),
       specs: new Set(),
       leaving: false,
       alive: true,
@@ -581,6 +751,32 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
     );
     wake(run);
   }
+}
+
+/** The status of a stored result. */
+function resultStatus(r: NonNullable<ReturnType<typeof readResult>>): TaskStatus {
+  return r.kind === "succeeded"
+    ? { phase: "succeeded", outputs: r.outputs, message: "adopted the stored result" }
+    : { phase: "failed", error: r.error, message: "adopted the stored result" };
+}
+
+/** Adopted from a stored result (no worker), or from a worker of an engine that stopped. */
+function adoptedState(a: Adopted): ProcessState {
+  const w = a.worker;
+  if (!w) return { attempt: a.id, pid: null, adopted: "result" };
+  return { attempt: a.id, pid: w.pid, ...(w.start === undefined ? {} : { start: w.start }), adopted: "running" };
+}
+
+function lostStatus(attempt: string, pid: number | null | undefined): TaskStatus {
+  return {
+    phase: "failed",
+    error: {
+      code: ErrorCodes.SYSTEM,
+      kind: "system",
+      message: `the attempt ${attempt} was lost: its worker process${pid ? ` (pid ${pid})` : ""} is gone and left no result`,
+      hint: "the worker was killed with (or after) the engine that started it; the attempt is retried",
+    },
+  };
 }
 
 function wake(run: Run): void {

@@ -6,7 +6,12 @@
  * Two modes:
  * - `tern-execute --serve`: the IPC worker loop of the `process` backend's pool.
  *   It runs one attempt at a time; what the task writes to stdout/stderr and
- *   through `ctx.logger` goes back to the parent as that attempt's log.
+ *   through `ctx.logger` goes back to the parent as that attempt's log. Each
+ *   attempt is marked as this process's before it runs, and its result is written
+ *   to `<outputPrefix>/outputs.json` or `error.json` before the reply (see
+ *   `backends/attempt-files.ts`): an engine that died meanwhile is replaced by one
+ *   that adopts the result. A worker whose parent died finishes its attempt,
+ *   writes the result, and exits.
  * - one-shot, for pods and batch jobs: read the inputs, run the task, write
  *   `<output-prefix>/outputs.json` or `<output-prefix>/error.json`. Exit code 0 on
  *   success, 1 when the task failed, 2 on a wrong command line.
@@ -16,6 +21,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  blobRootDir,
+  ERROR_FILE,
+  markAttempt,
+  OUTPUTS_FILE,
+  type ProcessIdentity,
+  processStartTime,
+  writeResultFile,
+} from "../backends/attempt-files.js";
 import type { RunMessage, WorkerLogLevel, WorkerMessage } from "../backends/process.js";
 import { type BlobStore, LocalBlobStore } from "../blob.js";
 import { importBundle } from "../bundle.js";
@@ -26,7 +40,7 @@ import { type ExecuteRequest, executeTask } from "../execute/run-task.js";
 import type { TaskLogger } from "../plugin.js";
 import { type TaskSpec, TaskSpecSchema } from "../spec.js";
 
-/** Outputs whose JSON is larger than this travel through `outputs.json`, not the IPC channel. */
+/** Outputs whose JSON is larger than this are read from `outputs.json`, not sent over the IPC channel. */
 const INLINE_OUTPUT_LIMIT = 1024 * 1024;
 
 // ---------------------------------------------------------------------------
@@ -94,15 +108,20 @@ function safeFields(fields: Record<string, unknown> | undefined): Record<string,
 
 interface Current {
   readonly a: string;
+  /** The attempt's directory in the blob store (its outputPrefix). */
+  readonly dir: string;
   /** Partial lines written to stdout/stderr, waiting for their newline. */
   out: string;
   err: string;
 }
 
 let current: Current | undefined;
+/** The parent is gone: finish the attempt in hand (its result is written), then exit. */
+let orphaned = false;
 
 function send(m: WorkerMessage): void {
-  process.send!(m);
+  // Nobody listens once the parent is gone; the result is in the blob store.
+  if (process.connected) process.send!(m);
 }
 
 /** Route stdout/stderr writes made during an attempt into its log, line by line, in order with `done`. */
@@ -162,10 +181,27 @@ function serve(): void {
   process.title = "tern-worker";
   const specs = new Map<number, TaskSpec>();
   const stores = new Map<string, BlobStore>();
+  const self: ProcessIdentity = { pid: process.pid, start: processStartTime(process.pid) };
+  const rootDirs = new Map<string, string>();
+  const attemptDir = (m: RunMessage): string => {
+    let root = rootDirs.get(m.blobRoot);
+    if (root === undefined) {
+      root = blobRootDir(m.blobRoot);
+      rootDirs.set(m.blobRoot, root);
+    }
+    return path.join(root, m.outputPrefix);
+  };
   captureOutput(process.stdout, "out", "info");
   captureOutput(process.stderr, "err", "error");
-  // The parent is gone (exited, crashed, killed): nobody will ever read a result.
-  process.on("disconnect", () => process.exit(0));
+  // Writes to the pipes of a parent that died fail with EPIPE: not a reason to crash.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
+  // The parent is gone (exited, crashed, killed). An idle worker leaves now; a busy one
+  // finishes its attempt first, so that a restarted engine adopts the result.
+  process.on("disconnect", () => {
+    orphaned = true;
+    if (!current) process.exit(0);
+  });
   // User code threw outside the attempt's promise chain (a timer, an event handler).
   // Report it on the running attempt, then leave: this process's state is unknown.
   process.on("uncaughtException", (err) => {
@@ -179,18 +215,42 @@ function serve(): void {
     }
     flushOutput(cur);
     const doc = toErrorDocument(err, "user");
-    process.send!(
-      {
-        t: "done",
-        a: cur.a,
-        error: { ...doc, message: `uncaught exception in task code: ${doc.message}` },
-        bye: true,
-      } satisfies WorkerMessage,
-      () => process.exit(70),
-    );
+    const reply = persist(cur.dir, {
+      t: "done",
+      a: cur.a,
+      error: { ...doc, message: `uncaught exception in task code: ${doc.message}` },
+      bye: true,
+    });
+    if (!process.connected) process.exit(70);
+    process.send!(reply, () => process.exit(70));
   });
 
-  async function runAttempt(m: RunMessage): Promise<WorkerMessage> {
+  /**
+   * Write the attempt's result under its outputPrefix before the reply goes out. A
+   * result that cannot be written fails the attempt as a system error (retried): a
+   * reply alone would be lost with the engine.
+   */
+  function persist(dir: string, reply: Extract<WorkerMessage, { t: "done" }>, json?: string): Extract<WorkerMessage, { t: "done" }> {
+    if (reply.recycle) return reply; // not a result: the attempt runs again elsewhere
+    try {
+      if (reply.error) writeResultFile(path.join(dir, ERROR_FILE), JSON.stringify(reply.error));
+      else writeResultFile(path.join(dir, OUTPUTS_FILE), json ?? reply.json ?? "null");
+      return reply;
+    } catch (e) {
+      return {
+        t: "done",
+        a: reply.a,
+        error: {
+          code: ErrorCodes.SYSTEM,
+          kind: "system",
+          message: `worker ${process.pid} could not write the result of attempt ${reply.a} under ${dir}: ${(e as Error).message}`,
+          hint: "check that the blob directory is writable and has space",
+        },
+      };
+    }
+  }
+
+  async function runAttempt(m: RunMessage, dir: string): Promise<WorkerMessage> {
     if (m.drop !== undefined) specs.delete(m.drop);
     if (m.req.task) specs.set(m.spec, m.req.task);
     const task = specs.get(m.spec);
@@ -220,17 +280,16 @@ function serve(): void {
         logger: new IpcLogger(m.a),
         signal: new AbortController().signal,
       });
-      if (!res.ok) return { t: "done", a: m.a, error: res.error };
+      if (!res.ok) return persist(dir, { t: "done", a: m.a, error: res.error });
       const json = JSON.stringify(res.outputs) ?? "null";
       // A UTF-16 unit is at most 3 UTF-8 bytes: most outputs skip the exact byte count.
       if (json.length * 3 <= INLINE_OUTPUT_LIMIT || Buffer.byteLength(json) <= INLINE_OUTPUT_LIMIT)
-        return { t: "done", a: m.a, json };
-      await blobs.put(`${m.outputPrefix}/outputs.json`, json);
-      return { t: "done", a: m.a, stored: true };
+        return persist(dir, { t: "done", a: m.a, json });
+      return persist(dir, { t: "done", a: m.a, stored: true }, json);
     } catch (e) {
       if (e instanceof AmbiguousAcrossBundles)
         return { t: "done", a: m.a, recycle: true, error: toErrorDocument(e, "system") };
-      return { t: "done", a: m.a, error: toErrorDocument(e, "system") };
+      return persist(dir, { t: "done", a: m.a, error: toErrorDocument(e, "system") });
     }
   }
 
@@ -248,13 +307,31 @@ function serve(): void {
       });
       return;
     }
-    const cur: Current = { a: m.a, out: "", err: "" };
+    const dir = attemptDir(m);
+    try {
+      // Before anything runs: a restarted engine then knows this process has the attempt.
+      markAttempt(dir, self);
+    } catch (e) {
+      send({
+        t: "done",
+        a: m.a,
+        error: {
+          code: ErrorCodes.SYSTEM,
+          kind: "system",
+          message: `worker ${process.pid} could not mark attempt ${m.a} under ${dir}: ${(e as Error).message}`,
+          hint: "check that the blob directory is writable and has space",
+        },
+      });
+      return;
+    }
+    const cur: Current = { a: m.a, dir, out: "", err: "" };
     current = cur;
-    void runAttempt(m).then((reply) => {
+    void runAttempt(m, dir).then((reply) => {
       if (current !== cur) return; // already answered (uncaught exception)
       flushOutput(cur);
       current = undefined;
       send(reply);
+      if (orphaned) process.exit(0);
     });
   });
 }

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { type BlobStore, digestPath, putContent } from "../blob.js";
 import { compileDynamic } from "../compile.js";
 import { isDynamic } from "../control.js";
-import { type AnyTask, collectHandles, type Shape, type TaskCtx, WorkflowBuilder, withBuilder } from "../dsl.js";
+import { type AnyTask, collectHandles, type Shape, type TaskCtx, WorkflowBuilder, withAsyncBuilder } from "../dsl.js";
 import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "../errors.js";
 import type { Json } from "../json.js";
 import type { TaskLogger } from "../plugin.js";
@@ -39,27 +39,36 @@ export interface ExecuteEnv {
 }
 
 export async function executeTask(def: AnyTask, req: ExecuteRequest, env: ExecuteEnv): Promise<ExecuteResult> {
+  // Awaits only what is a promise: a synchronous body with plain inputs and outputs completes
+  // without yielding, so an in-process backend sees it done at its first check (no poll).
   const name = req.task.id.name;
   let inputs: Record<string, unknown>;
   try {
-    inputs = await prepareInputs(def, req, env.blobs);
+    const prepared = prepareInputs(def, req, env.blobs);
+    inputs = prepared instanceof Promise ? await prepared : prepared;
   } catch (e) {
     return { ok: false, error: toErrorDocument(e) };
   }
   if (isDynamic(def)) return runDynamicBody(def, inputs, req, env);
   let result: unknown;
   try {
-    result = await def.fn(inputs as never, new Ctx(req, env));
+    result = def.fn(inputs as never, new Ctx(req, env));
+    if (isPromiseLike(result)) result = await result;
   } catch (e) {
     const doc = toErrorDocument(e, "user");
     if (!(e instanceof TernError)) doc.details = { ...doc.details, task: name };
     return { ok: false, error: doc };
   }
   try {
-    return { ok: true, outputs: await finishOutput(def, name, result, env.blobs) };
+    const out = finishOutput(def, name, result, env.blobs);
+    return { ok: true, outputs: out instanceof Promise ? await out : out };
   } catch (e) {
     return { ok: false, error: toErrorDocument(e, "user") };
   }
+}
+
+function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === "object" || typeof v === "function") && v !== null && typeof (v as { then?: unknown }).then === "function";
 }
 
 /**
@@ -72,7 +81,7 @@ async function runDynamicBody(def: AnyTask, inputs: Record<string, unknown>, req
   const builder = new WorkflowBuilder(name);
   let output: unknown;
   try {
-    output = await withBuilder(builder, () => def.fn(inputs as never, new Ctx(req, env)));
+    output = await withAsyncBuilder(builder, () => def.fn(inputs as never, new Ctx(req, env)));
   } catch (e) {
     const doc = toErrorDocument(e, "user");
     if (!(e instanceof TernError)) doc.details = { ...doc.details, task: name };
@@ -94,13 +103,31 @@ async function runDynamicBody(def: AnyTask, inputs: Record<string, unknown>, req
   }
 }
 
-async function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Promise<Record<string, unknown>> {
+/** Inputs validated against the task's schemas; a promise only when by-reference values need a local path. */
+function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Record<string, unknown> | Promise<Record<string, unknown>> {
+  const schemas = def.inputSchemas as Shape;
+  for (const k in schemas) {
+    const v = req.inputs[k];
+    if (v !== null && typeof v === "object" && hasRef(v)) return materializeInputs(def, req, blobs);
+  }
+  return validateInputs(def, req, req.inputs);
+}
+
+async function materializeInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Promise<Record<string, unknown>> {
+  const scratch = path.join(req.workDir, ".tern", "downloads");
+  const given: Record<string, unknown> = { ...req.inputs };
+  for (const k of Object.keys(def.inputSchemas as Shape)) {
+    const v = given[k];
+    if (v !== null && typeof v === "object") given[k] = await materialize(v, blobs, scratch);
+  }
+  return validateInputs(def, req, given);
+}
+
+function validateInputs(def: AnyTask, req: ExecuteRequest, given: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  let scratch: string | undefined;
-  for (const [k, schema] of Object.entries(def.inputSchemas as Shape)) {
-    let v = req.inputs[k];
-    if (v !== null && typeof v === "object") v = await materialize(v, blobs, (scratch ??= path.join(req.workDir, ".tern", "downloads")));
-    const r = schema.safeParse(v);
+  const schemas = def.inputSchemas as Shape;
+  for (const k in schemas) {
+    const r = schemas[k].safeParse(given[k]);
     if (!r.success) {
       const issue = r.error.issues[0];
       const at = issue?.path.length ? `.${issue.path.join(".")}` : "";
@@ -113,6 +140,25 @@ async function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore
     out[k] = r.data;
   }
   return out;
+}
+
+/** True when a value holds a file/dir/dataframe reference. */
+function hasRef(v: unknown): boolean {
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (x !== null && typeof x === "object" && hasRef(x)) return true;
+    }
+    return false;
+  }
+  if (v !== null && typeof v === "object") {
+    if (isTernRef(v as Record<string, unknown>)) return true;
+    for (const k in v as Record<string, unknown>) {
+      const x = (v as Record<string, unknown>)[k];
+      if (x !== null && typeof x === "object" && hasRef(x)) return true;
+    }
+  }
+  return false;
 }
 
 /** Give by-reference values a local `path` (downloading when the store is remote). */
@@ -141,7 +187,8 @@ export async function materialize(v: unknown, blobs: BlobStore, cacheDir: string
   return v;
 }
 
-async function finishOutput(def: AnyTask, name: string, result: unknown, blobs: BlobStore): Promise<unknown> {
+/** The output validated and checked storable; a promise only when local files must be uploaded. */
+function finishOutput(def: AnyTask, name: string, result: unknown, blobs: BlobStore): unknown {
   let value = result;
   if (def.outputSchema) {
     const r = def.outputSchema.safeParse(result);
@@ -163,39 +210,62 @@ async function finishOutput(def: AnyTask, name: string, result: unknown, blobs: 
   }
   if (value === undefined) return null;
   if (value !== null && typeof value === "object") {
-    checkSerializable(value, name, "");
-    return offload(value, blobs);
+    const refs = checkSerializable(value, name, [], new Set());
+    return refs ? offload(value, blobs) : value;
   }
   if (typeof value === "number" && !Number.isFinite(value)) {
-    throw notSerializable(name, "", String(value));
+    throw notSerializable(name, [], String(value));
   }
   return value;
 }
 
-function notSerializable(task: string, at: string, what: string): TernError {
+function notSerializable(task: string, at: readonly (string | number)[], what: string): TernError {
+  const where = at.map((p) => (typeof p === "number" ? `[${p}]` : `.${p}`)).join("");
   return new TernError(
     ErrorCodes.OUTPUT_NOT_SERIALIZABLE,
-    `task "${task}" returned ${what}${at ? ` at ${at}` : ""}, which cannot be stored`,
-    { hint: "outputs must be JSON values or file/dir/dataframe references", details: { task, path: at } },
+    `task "${task}" returned ${what}${where ? ` at ${where}` : ""}, which cannot be stored`,
+    { hint: "outputs must be JSON values or file/dir/dataframe references", details: { task, path: where } },
   );
 }
 
-function checkSerializable(v: unknown, task: string, at: string, seen = new Set<unknown>()): void {
-  if (v === null || typeof v === "string" || typeof v === "boolean") return;
+/**
+ * Throws when a value cannot be stored as JSON; returns whether it holds a file/dir/dataframe
+ * reference (which may need uploading). `at` is the path walked so far (only formatted on error).
+ */
+function checkSerializable(v: unknown, task: string, at: (string | number)[], seen: Set<unknown>): boolean {
+  if (v === null || typeof v === "string" || typeof v === "boolean") return false;
   if (typeof v === "number") {
     if (!Number.isFinite(v)) throw notSerializable(task, at, String(v));
-    return;
+    return false;
   }
   if (typeof v !== "object") throw notSerializable(task, at, `a ${typeof v}`);
   if (seen.has(v)) throw notSerializable(task, at, "a circular structure");
   seen.add(v);
-  if (Array.isArray(v)) v.forEach((x, i) => checkSerializable(x, task, `${at}[${i}]`, seen));
-  else {
+  let refs = false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (x === null || typeof x === "string" || typeof x === "boolean" || (typeof x === "number" && Number.isFinite(x))) continue;
+      at.push(i);
+      if (checkSerializable(x, task, at, seen)) refs = true;
+      at.pop();
+    }
+  } else {
     const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) throw notSerializable(task, at, `a ${(v as object).constructor?.name ?? "class"} instance`);
-    if (!isTernRef(v)) for (const [k, x] of Object.entries(v)) if (x !== undefined) checkSerializable(x, task, `${at}.${k}`, seen);
+    if (isTernRef(v as Record<string, unknown>)) refs = true;
+    else {
+      for (const k of Object.keys(v)) {
+        const x = (v as Record<string, unknown>)[k];
+        if (x === undefined) continue;
+        at.push(k);
+        if (checkSerializable(x, task, at, seen)) refs = true;
+        at.pop();
+      }
+    }
   }
   seen.delete(v);
+  return refs;
 }
 
 /** Upload by-reference values that only exist locally; content-addressed, so re-uploads are free. */

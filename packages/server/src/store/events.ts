@@ -21,8 +21,14 @@ export class EventRepository {
    * Append events in one transaction. Throws `TERN_E_CONFLICT` when a seq is
    * already stored or the batch does not continue the stream, and
    * `TERN_E_NOT_FOUND` for an unknown execution; nothing is written then.
+   *
+   * With `owner`, the append is fenced by the executor lease: it is refused
+   * (`TERN_E_CONFLICT`, `details.reason: "lease"`) unless that replica holds the
+   * execution, so a replica that lost its lease cannot write into the history of the
+   * one that took over. On PostgreSQL the execution row is share-locked for the
+   * transaction, so a concurrent claim waits for (or skips) it.
    */
-  async append(execution: string, events: readonly EventInput[]): Promise<void> {
+  async append(execution: string, events: readonly EventInput[], opts: { owner?: string } = {}): Promise<void> {
     if (events.length === 0) return;
     for (let i = 1; i < events.length; i++) {
       if (events[i].seq !== events[i - 1].seq + 1) {
@@ -44,6 +50,15 @@ export class EventRepository {
     }));
     try {
       await this.ctx.db.transaction().execute(async (trx) => {
+        if (opts.owner !== undefined) {
+          let q = trx.selectFrom("executions").select("owner").where("id", "=", execution);
+          if (this.ctx.dialect === "postgres") q = q.forShare();
+          const row = await q.executeTakeFirst();
+          if (!row) {
+            throw storeError(StoreErrorCodes.NOT_FOUND, `execution ${execution} does not exist`, { details: { execution } });
+          }
+          if (row.owner !== opts.owner) throw this.leaseLost(execution, opts.owner, row.owner);
+        }
         const last = await trx
           .selectFrom("events")
           .select((eb) => eb.fn.max("seq").as("seq"))
@@ -88,6 +103,18 @@ export class EventRepository {
       .where("execution", "=", execution)
       .executeTakeFirst();
     return r?.seq == null ? 0 : Number(r.seq);
+  }
+
+  private leaseLost(execution: string, owner: string, holder: string | null) {
+    return storeError(
+      StoreErrorCodes.CONFLICT,
+      `cannot append events to ${execution}: replica ${owner} no longer holds it (${holder ? `held by ${holder}` : "unowned"})`,
+      {
+        kind: "system",
+        hint: "the lease lapsed and the execution was (or will be) resumed by the replica that claims it; stop driving it here",
+        details: { execution, reason: "lease", owner, holder },
+      },
+    );
   }
 
   private outOfOrder(execution: string, first: number, lastSeq: number) {

@@ -5,6 +5,7 @@
  * their lease expires.
  */
 import type { ErrorDocument, Json } from "@tern/core";
+import { sql } from "kysely";
 import {
   decodeCursor,
   definedOnly,
@@ -89,6 +90,8 @@ export interface ExecutionFilter {
   limit?: number;
   /** `nextCursor` of the previous page. */
   cursor?: string;
+  /** Read each execution's spec document. @default true */
+  spec?: boolean;
 }
 
 export interface ExecutionPage {
@@ -96,6 +99,30 @@ export interface ExecutionPage {
   /** Present when more items may follow. */
   nextCursor?: string;
 }
+
+/** Every column but `spec`: what reads that skip the spec document select. */
+const COLUMNS_BUT_SPEC = [
+  "id",
+  "project",
+  "domain",
+  "workflow_name",
+  "workflow_version",
+  "launch_plan_name",
+  "launch_plan_version",
+  "parent_execution",
+  "parent_node",
+  "phase",
+  "inputs",
+  "outputs",
+  "error",
+  "recover_from",
+  "created_at",
+  "started_at",
+  "ended_at",
+  "updated_at",
+  "owner",
+  "lease_expires_at",
+] as const satisfies readonly (keyof ExecutionsTable)[];
 
 function toRecord(row: ExecutionsTable): ExecutionRecord {
   const r: ExecutionRecord = {
@@ -171,21 +198,36 @@ export class ExecutionRepository {
     return toRecord(row);
   }
 
-  async get(id: string): Promise<ExecutionRecord | undefined> {
-    const row = await this.ctx.db
-      .selectFrom("executions")
-      .selectAll()
+  /**
+   * One execution. With `{ spec: false }` the spec document (the whole compiled
+   * workflow, the bulk of the row) is neither read nor parsed, and `spec` is null.
+   */
+  async get(id: string, opts: { spec?: boolean } = {}): Promise<ExecutionRecord | undefined> {
+    const row = await this.selectRows(opts.spec !== false)
       .where("id", "=", id)
       .executeTakeFirst();
     return row ? toRecord(row) : undefined;
   }
 
+  /** Every column, or every column but the spec (read as JSON null). */
+  private selectRows(withSpec: boolean) {
+    const q = this.ctx.db.selectFrom("executions");
+    if (withSpec) return q.selectAll();
+    return q.select([...COLUMNS_BUT_SPEC, sql<string>`'null'`.as("spec")]);
+  }
+
   /**
    * Change an execution. With `owner`, the write only happens while that
    * replica holds the execution (a replica that lost its lease cannot clobber
-   * the new owner's progress). Returns whether a row changed.
+   * the new owner's progress); with `phases`, only while the execution is in one
+   * of them (so `queued → running` does not undo a concurrent `aborting`).
+   * Returns whether a row changed.
    */
-  async update(id: string, patch: ExecutionPatch, opts: { owner?: string } = {}): Promise<boolean> {
+  async update(
+    id: string,
+    patch: ExecutionPatch,
+    opts: { owner?: string; phases?: readonly string[] } = {},
+  ): Promise<boolean> {
     const set = definedOnly({
       phase: patch.phase,
       outputs: toJsonPatch(patch.outputs),
@@ -196,6 +238,10 @@ export class ExecutionRepository {
     });
     let q = this.ctx.db.updateTable("executions").set(set).where("id", "=", id);
     if (opts.owner !== undefined) q = q.where("owner", "=", opts.owner);
+    if (opts.phases !== undefined) {
+      if (opts.phases.length === 0) return false;
+      q = q.where("phase", "in", [...opts.phases]);
+    }
     const r = await q.executeTakeFirst();
     return Number(r.numUpdatedRows) > 0;
   }
@@ -203,7 +249,7 @@ export class ExecutionRepository {
   /** A page of executions, newest first. */
   async list(filter: ExecutionFilter = {}): Promise<ExecutionPage> {
     const limit = Math.max(1, Math.min(filter.limit ?? 50, 500));
-    let q = this.ctx.db.selectFrom("executions").selectAll();
+    let q = this.selectRows(filter.spec !== false);
     if (filter.project !== undefined) q = q.where("project", "=", filter.project);
     if (filter.domain !== undefined) q = q.where("domain", "=", filter.domain);
     if (filter.workflowName !== undefined) q = q.where("workflow_name", "=", filter.workflowName);
@@ -234,6 +280,19 @@ export class ExecutionRepository {
     return rows.length > limit && last
       ? { items, nextCursor: encodeCursor(last.createdAt, last.id) }
       : { items };
+  }
+
+  /** How many executions are in each phase (phases with none are left out). */
+  async countByPhase(filter: { project?: string; domain?: string } = {}): Promise<Record<string, number>> {
+    let q = this.ctx.db
+      .selectFrom("executions")
+      .select((eb) => ["phase", eb.fn.countAll<number>().as("n")])
+      .groupBy("phase");
+    if (filter.project !== undefined) q = q.where("project", "=", filter.project);
+    if (filter.domain !== undefined) q = q.where("domain", "=", filter.domain);
+    const out: Record<string, number> = {};
+    for (const r of await q.execute()) out[r.phase] = Number(r.n);
+    return out;
   }
 
   /**

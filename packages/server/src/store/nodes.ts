@@ -5,6 +5,7 @@
  */
 import type { ErrorDocument, Json } from "@tern/core";
 import {
+  chunks,
   definedOnly,
   fromIntBool,
   fromJsonOrUndefined,
@@ -132,6 +133,68 @@ export class NodeExecutionRepository {
       if (isForeignKeyViolation(e)) {
         throw storeError(StoreErrorCodes.NOT_FOUND, `execution ${input.execution} does not exist`, {
           details: { execution: input.execution, node: input.nodeId },
+        });
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Write the whole state of many nodes (of one or more executions) in few statements:
+   * each row replaces what is stored for its node. For a projection computed from the
+   * event log by the execution's single writer; fields left out are stored as null/0.
+   */
+  async putMany(rows: readonly NodeExecutionUpsert[]): Promise<void> {
+    if (rows.length === 0) return;
+    const now = this.ctx.now();
+    const full: NodeExecutionsTable[] = rows.map((r) => ({
+      execution: r.execution,
+      node_id: r.nodeId,
+      phase: r.phase,
+      attempts: r.attempts ?? 0,
+      user_failures: r.userFailures ?? 0,
+      system_failures: r.systemFailures ?? 0,
+      cached: toIntBool(r.cached ?? false),
+      recovered: toIntBool(r.recovered ?? false),
+      // A node whose output is JSON null stores "null"; no outputs store SQL NULL.
+      outputs: r.outputs === undefined || (r.outputs === null && r.phase !== "succeeded") ? null : JSON.stringify(r.outputs),
+      error: toJsonPatch(r.error) ?? null,
+      plugin: r.plugin ?? null,
+      plugin_state: toJsonPatch(r.pluginState) ?? null,
+      started_at: r.startedAt ?? null,
+      ended_at: r.endedAt ?? null,
+      updated_at: now,
+    }));
+    try {
+      await this.ctx.db.transaction().execute(async (trx) => {
+        for (const batch of chunks(full, 500)) {
+          await trx
+            .insertInto("node_executions")
+            .values(batch)
+            .onConflict((oc) =>
+              oc.columns(["execution", "node_id"]).doUpdateSet((eb) => ({
+                phase: eb.ref("excluded.phase"),
+                attempts: eb.ref("excluded.attempts"),
+                user_failures: eb.ref("excluded.user_failures"),
+                system_failures: eb.ref("excluded.system_failures"),
+                cached: eb.ref("excluded.cached"),
+                recovered: eb.ref("excluded.recovered"),
+                outputs: eb.ref("excluded.outputs"),
+                error: eb.ref("excluded.error"),
+                plugin: eb.ref("excluded.plugin"),
+                plugin_state: eb.ref("excluded.plugin_state"),
+                started_at: eb.ref("excluded.started_at"),
+                ended_at: eb.ref("excluded.ended_at"),
+                updated_at: eb.ref("excluded.updated_at"),
+              })),
+            )
+            .execute();
+        }
+      });
+    } catch (e) {
+      if (isForeignKeyViolation(e)) {
+        throw storeError(StoreErrorCodes.NOT_FOUND, "a node row names an execution that does not exist", {
+          details: { executions: [...new Set(rows.map((r) => r.execution))] },
         });
       }
       throw e;

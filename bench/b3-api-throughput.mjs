@@ -1,0 +1,275 @@
+/**
+ * B3 — durable one-task workflows through the HTTP API, closed loop.
+ *
+ * A `tern serve`-equivalent server runs in its own process (SQLite in WAL mode,
+ * local blobs, the worker-process backend); this process is the load: C clients,
+ * each creating an execution (`POST …/executions`) and waiting for it to end —
+ * through its watch stream (server-sent events, the default) or by polling
+ * `GET …/executions/:id` — then starting the next one. Every execution is
+ * durable: its record, events and node states are written to SQLite before the
+ * client hears it ended.
+ *
+ * Reported per concurrency: executions per second, and p50/p99 latency from
+ * the create request to the end. Target ≥ 2,000/s on SQLite on 2 cores
+ * (goal 5,000). With --profile the server's CPU profile is summarized
+ * (self time by function) to show where the time goes.
+ *
+ *   pnpm build && node bench/b3-api-throughput.mjs [--seconds 15] [--concurrency 8,32,128]
+ *       [--wait watch|poll] [--backend process|inline] [--workers 1] [--profile]
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as os from "node:os";
+import * as path from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { bundleEntry, compile, importBundle } from "@tern/core";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const SECONDS = Number(opt("seconds", 15));
+const WARMUP_S = Number(opt("warmup", 3));
+const CONCURRENCY = String(opt("concurrency", "8,32,128")).split(",").map(Number);
+const WAIT = opt("wait", "watch");
+const BACKEND = opt("backend", "process");
+const WORKERS = Number(opt("workers", 1));
+const PROFILE = args.includes("--profile");
+const TARGET = 2000;
+const GOAL = 5000;
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "..");
+const coreDir = path.join(repo, "packages/core");
+const zodDir = path.dirname(createRequire(path.join(coreDir, "package.json")).resolve("zod/package.json"));
+
+// A throwaway project the worker processes load the bundle from.
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "tern-b3-"));
+fs.writeFileSync(
+  path.join(root, "package.json"),
+  JSON.stringify({ name: "b3", type: "module", private: true }),
+);
+fs.mkdirSync(path.join(root, "node_modules", "@tern"), { recursive: true });
+fs.symlinkSync(coreDir, path.join(root, "node_modules", "@tern", "core"), "dir");
+fs.symlinkSync(zodDir, path.join(root, "node_modules", "zod"), "dir");
+fs.writeFileSync(
+  path.join(root, "flow.ts"),
+  `import { task, workflow } from "@tern/core";
+import { z } from "zod";
+export const inc = task({ name: "b3_inc", inputs: { i: z.number() }, output: z.number() }, async ({ i }) => i + 1);
+export const one = workflow({ name: "b3_one", inputs: { i: z.number() }, output: z.number() }, ({ i }) => inc({ i }));
+`,
+);
+
+// The server, in its own process.
+const profDir = path.join(root, "prof");
+const serverScript = `
+import { startServer } from ${JSON.stringify(path.join(repo, "packages/server/dist/index.js"))};
+const s = await startServer({ port: 0, workDir: ${JSON.stringify(root)}, logger: false, backend: ${JSON.stringify(BACKEND)}, workers: ${WORKERS}, executor: { claimIntervalMs: 200 } });
+process.stdout.write(s.url + "\\n");
+process.on("SIGTERM", async () => { await s.close(); process.exit(0); });
+`;
+const server = spawn(
+  process.execPath,
+  [
+    ...(PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
+    "--input-type=module",
+    "-e",
+    serverScript,
+  ],
+  {
+    cwd: root,
+    stdio: ["ignore", "pipe", "inherit"],
+  },
+);
+const url = await new Promise((resolve, reject) => {
+  let out = "";
+  server.stdout.on("data", (d) => {
+    out += d;
+    const m = /^(http:\/\/\S+)\n/m.exec(out);
+    if (m) resolve(m[1]);
+  });
+  server.on("exit", (c) => reject(new Error(`server exited (${c})`)));
+});
+
+const bundle = await bundleEntry(path.join(root, "flow.ts"));
+const mod = await importBundle(bundle.path);
+const compiled = compile(mod.one, { bundle: bundle.digest, projectRoot: root }).spec;
+const S = `${url}/api/v1/projects/default/domains/development`;
+const reg = await fetch(`${url}/api/v1/register`, {
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({
+    workflows: [compiled],
+    bundles: [{ digest: bundle.digest, contentBase64: fs.readFileSync(bundle.path).toString("base64") }],
+  }),
+});
+if (!reg.ok) throw new Error(`register failed: ${reg.status} ${await reg.text()}`);
+const version = compiled.workflow.id.version;
+
+/** Wait for the end of an execution through its watch stream. */
+async function waitWatch(id) {
+  const res = await fetch(`${S}/executions/${id}/watch`);
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of res.body) {
+    buf += decoder.decode(chunk, { stream: true });
+    const i = buf.indexOf("event: end\n");
+    if (i >= 0) {
+      const data = /data: (.*)\n/.exec(buf.slice(i))?.[1];
+      if (data) {
+        return JSON.parse(data).phase;
+      }
+    }
+  }
+  throw new Error(`watch of ${id} closed without its end`);
+}
+
+/** Wait for the end of an execution by polling its record. */
+async function waitPoll(id) {
+  for (let delay = 2; ; delay = Math.min(50, delay * 2)) {
+    const r = await (await fetch(`${S}/executions/${id}`)).json();
+    if (r.phase === "succeeded" || r.phase === "failed" || r.phase === "aborted") return r.phase;
+    await new Promise((res) => setTimeout(res, delay));
+  }
+}
+
+async function one(i) {
+  const t0 = performance.now();
+  const r = await fetch(`${S}/executions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ workflow: { name: "b3_one", version }, inputs: { i } }),
+  });
+  const body = await r.json();
+  if (r.status !== 201) throw new Error(`launch failed: ${r.status} ${JSON.stringify(body)}`);
+  const phase = WAIT === "poll" ? await waitPoll(body.id) : await waitWatch(body.id);
+  if (phase !== "succeeded") throw new Error(`execution ${body.id} ended ${phase}`);
+  return performance.now() - t0;
+}
+
+/** C clients in a closed loop for `seconds`; latencies of executions that started after the warm-up. */
+async function closedLoop(c, seconds, warmup) {
+  const lat = [];
+  let n = 0;
+  const start = performance.now();
+  const measureFrom = start + warmup * 1000;
+  const end = measureFrom + seconds * 1000;
+  let measuredDone = 0;
+  let firstMeasured = Number.POSITIVE_INFINITY;
+  let lastDone = 0;
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (performance.now() < end) {
+        const began = performance.now();
+        const ms = await one(n++);
+        if (began >= measureFrom) {
+          lat.push(ms);
+          measuredDone++;
+          firstMeasured = Math.min(firstMeasured, began);
+          lastDone = Math.max(lastDone, performance.now());
+        }
+      }
+    }),
+  );
+  lat.sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  const wall = (lastDone - firstMeasured) / 1000;
+  return {
+    concurrency: c,
+    executions: measuredDone,
+    seconds: Math.round(wall * 100) / 100,
+    perSecond: Math.round(measuredDone / wall),
+    p50Ms: Math.round(q(0.5) * 10) / 10,
+    p99Ms: Math.round(q(0.99) * 10) / 10,
+    maxMs: Math.round(lat[lat.length - 1] * 10) / 10,
+  };
+}
+
+const runs = [];
+for (const c of CONCURRENCY) {
+  const r = await closedLoop(c, SECONDS, WARMUP_S);
+  runs.push(r);
+  console.log(
+    `C=${String(c).padStart(4)}  ${String(r.perSecond).padStart(6)} executions/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  (${r.executions} in ${r.seconds} s)`,
+  );
+}
+
+server.kill("SIGTERM");
+await new Promise((r) => server.on("exit", r));
+
+let profile;
+if (PROFILE) {
+  const file = fs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
+  const prof = JSON.parse(fs.readFileSync(path.join(profDir, file), "utf8"));
+  const self = new Map();
+  const dt = prof.timeDeltas;
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const counts = new Map();
+  for (let i = 0; i < prof.samples.length; i++)
+    counts.set(prof.samples[i], (counts.get(prof.samples[i]) ?? 0) + (dt[i] ?? 0));
+  let total = 0;
+  for (const [id, us] of counts) {
+    const n = byId.get(id);
+    const f = n.callFrame;
+    const where = f.url
+      ? `${f.functionName || "(anonymous)"} ${f.url.replace(/^.*node_modules\/\.pnpm\/([^/]+)\/.*$/, "$1").replace(/^.*\/packages\//, "")}:${f.lineNumber + 1}`
+      : f.functionName;
+    self.set(where, (self.get(where) ?? 0) + us);
+    total += us;
+  }
+  const byPackage = new Map();
+  for (const [where, us] of self) {
+    const pkg = /(\S+?)(?:\/[^/\s]*)?:\d+$/.exec(where)?.[1]?.split("/").slice(0, 2).join("/") ?? where;
+    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + us);
+  }
+  const top = (m, k) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, k)
+      .map(([w, us]) => ({ where: w, pct: Math.round((us / total) * 1000) / 10 }));
+  profile = { topFunctions: top(self, 25), topSources: top(byPackage, 15) };
+  console.log("server CPU, self time:");
+  for (const t of profile.topSources) console.log(`  ${String(t.pct).padStart(5)}%  ${t.where}`);
+  console.log("top functions:");
+  for (const t of profile.topFunctions.slice(0, 15))
+    console.log(`  ${String(t.pct).padStart(5)}%  ${t.where}`);
+}
+
+const best = runs.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+const result = {
+  benchmark: "b3-api-throughput",
+  description:
+    "durable one-task workflows through the HTTP API (POST execution, then wait via " +
+    (WAIT === "poll" ? "GET polling" : "the SSE watch stream") +
+    `), closed loop, server in its own process on SQLite (WAL) with the ${BACKEND} backend (${WORKERS} worker${WORKERS === 1 ? "" : "s"})`,
+  targetPerSecond: TARGET,
+  goalPerSecond: GOAL,
+  pass: best.perSecond >= TARGET,
+  wait: WAIT,
+  backend: BACKEND,
+  workers: WORKERS,
+  runs,
+  best,
+  ...(profile ? { serverProfile: profile } : {}),
+  machine: {
+    cpu: os.cpus()[0]?.model.trim() ?? "unknown",
+    cores: os.cpus().length,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverage1m: os.loadavg()[0],
+  },
+  at: new Date().toISOString(),
+};
+if (!args.includes("--no-record")) {
+  fs.mkdirSync(path.join(here, "results"), { recursive: true });
+  fs.writeFileSync(path.join(here, "results/b3-api-throughput.json"), `${JSON.stringify(result, null, 2)}\n`);
+}
+fs.rmSync(root, { recursive: true, force: true });
+console.log(
+  `best: ${best.perSecond}/s at C=${best.concurrency} (target ${TARGET}/s: ${result.pass ? "met" : "NOT met"})`,
+);
