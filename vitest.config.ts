@@ -3,7 +3,10 @@ import { defineConfig } from "vitest/config";
 // vitest 5's reporter calls Map.groupBy (Node 21+) when it prints failures; on Node 20
 // that crash hides the real error. Polyfill it in the main process.
 if (!(Map as unknown as { groupBy?: unknown }).groupBy) {
-  (Map as unknown as { groupBy: unknown }).groupBy = <K, V>(items: Iterable<V>, key: (v: V, i: number) => K) => {
+  (Map as unknown as { groupBy: unknown }).groupBy = <K, V>(
+    items: Iterable<V>,
+    key: (v: V, i: number) => K,
+  ) => {
     const m = new Map<K, V[]>();
     let i = 0;
     for (const v of items) {

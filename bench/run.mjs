@@ -19,13 +19,21 @@ const scripts = fs
   .filter((f) => wanted.length === 0 || wanted.some((w) => f.startsWith(w)))
   .sort((a, b) => Number(a.match(/^b(\d+)/)[1]) - Number(b.match(/^b(\d+)/)[1]));
 if (scripts.length === 0) {
-  console.error(`no benchmark matches ${wanted.join(", ")}; have: ${fs.readdirSync(here).filter((f) => /^b\d+-/.test(f)).join(", ")}`);
+  console.error(
+    `no benchmark matches ${wanted.join(", ")}; have: ${fs
+      .readdirSync(here)
+      .filter((f) => /^b\d+-/.test(f))
+      .join(", ")}`,
+  );
   process.exit(2);
 }
 let failed = 0;
 for (const s of scripts) {
   console.log(`\n── ${s}`);
-  const r = spawnSync(process.execPath, [path.join(here, s)], { stdio: "inherit", cwd: path.resolve(here, "..") });
+  const r = spawnSync(process.execPath, [path.join(here, s)], {
+    stdio: "inherit",
+    cwd: path.resolve(here, ".."),
+  });
   if (r.status !== 0) {
     failed++;
     console.error(`${s} exited with ${r.status ?? r.signal}`);

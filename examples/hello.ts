@@ -7,7 +7,14 @@ import { task, workflow } from "@tern/core";
 import { z } from "zod";
 
 export const sayHello = task(
-  { name: "say_hello", inputs: { name: z.string() }, output: z.string(), cache: true, retries: 2, timeout: "1m" },
+  {
+    name: "say_hello",
+    inputs: { name: z.string() },
+    output: z.string(),
+    cache: true,
+    retries: 2,
+    timeout: "1m",
+  },
   async ({ name }, ctx) => {
     ctx.logger.info(`greeting ${name}`);
     return `Hello, ${name}!`;

@@ -4,8 +4,8 @@
  * with a message saying how to give one.
  */
 import { createInterface } from "node:readline/promises";
-import type { Core } from "./load.js";
 import type { SignalAnswer, SignalProvider, SignalRequest } from "@tern/core";
+import type { Core } from "./load.js";
 
 /** `name=value` pairs: values are JSON when they parse as JSON (true, 3, {"a":1}), else strings. */
 export function parseSignalFlags(core: Core, pairs: readonly string[]): Map<string, unknown> {
@@ -13,9 +13,13 @@ export function parseSignalFlags(core: Core, pairs: readonly string[]): Map<stri
   for (const pair of pairs) {
     const i = pair.indexOf("=");
     if (i <= 0) {
-      throw new core.TernError(core.ErrorCodes.USAGE, `--signal ${JSON.stringify(pair)} is not <gate>=<value>`, {
-        hint: "e.g. --signal review=true, --signal threshold=0.8",
-      });
+      throw new core.TernError(
+        core.ErrorCodes.USAGE,
+        `--signal ${JSON.stringify(pair)} is not <gate>=<value>`,
+        {
+          hint: "e.g. --signal review=true, --signal threshold=0.8",
+        },
+      );
     }
     out.set(pair.slice(0, i), parseValue(pair.slice(i + 1)));
   }
@@ -63,15 +67,26 @@ export function signalProvider(core: Core, given: Map<string, unknown>, hooks: P
       if (req.kind === "input") return { value: v, by: "cli" };
       const a = approval(v);
       if (a) return a;
-      throw new core.TernError(core.ErrorCodes.INPUT_INVALID, `--signal ${name}=${JSON.stringify(v)} neither approves nor rejects gate "${req.node}"`, {
-        hint: `use --signal ${name}=true to approve or =false to reject`,
-      });
+      throw new core.TernError(
+        core.ErrorCodes.INPUT_INVALID,
+        `--signal ${name}=${JSON.stringify(v)} neither approves nor rejects gate "${req.node}"`,
+        {
+          hint: `use --signal ${name}=true to approve or =false to reject`,
+        },
+      );
     }
     if (!hooks.interactive) {
-      throw new core.TernError(core.ErrorCodes.SIGNAL_MISSING, `gate "${req.node}" is waiting for ${req.kind === "approve" ? "an approval" : "a value"}`, {
-        hint: req.kind === "approve" ? `run again with --signal ${name}=true (or =false to reject)` : `run again with --signal ${name}=<value>`,
-        details: { node: req.node },
-      });
+      throw new core.TernError(
+        core.ErrorCodes.SIGNAL_MISSING,
+        `gate "${req.node}" is waiting for ${req.kind === "approve" ? "an approval" : "a value"}`,
+        {
+          hint:
+            req.kind === "approve"
+              ? `run again with --signal ${name}=true (or =false to reject)`
+              : `run again with --signal ${name}=<value>`,
+          details: { node: req.node },
+        },
+      );
     }
     const ask = queue.then(() => prompt(core, req, name, hooks));
     queue = ask.catch(() => undefined);
@@ -79,7 +94,12 @@ export function signalProvider(core: Core, given: Map<string, unknown>, hooks: P
   };
 }
 
-async function prompt(core: Core, req: SignalRequest, name: string, hooks: PromptHooks): Promise<SignalAnswer> {
+async function prompt(
+  core: Core,
+  req: SignalRequest,
+  name: string,
+  hooks: PromptHooks,
+): Promise<SignalAnswer> {
   hooks.pause();
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   const onAbort = () => rl.close();
@@ -100,7 +120,9 @@ async function prompt(core: Core, req: SignalRequest, name: string, hooks: Promp
         const value = parseValue(answer.trim());
         const problem = core.validateValue(value, req.schema);
         if (!problem) return { value, by: "terminal" };
-        process.stderr.write(`  ${problem.path ? `${problem.path} ` : ""}${problem.message}; expected ${type}\n`);
+        process.stderr.write(
+          `  ${problem.path ? `${problem.path} ` : ""}${problem.message}; expected ${type}\n`,
+        );
       }
     }
   } finally {

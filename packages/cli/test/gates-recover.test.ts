@@ -81,7 +81,10 @@ describe("tern run: gates", () => {
 
   it("in an interactive terminal the run asks, and the answer decides", async () => {
     const cmd = `stty cols 100 rows 30; ${[process.execPath, ternBin, "run", "gates.ts", "release", "--no-cache"].map((a) => JSON.stringify(a)).join(" ")}`;
-    const child = spawn("script", ["-qec", cmd, "/dev/null"], { cwd: project, env: { ...process.env, NO_COLOR: "1" } });
+    const child = spawn("script", ["-qec", cmd, "/dev/null"], {
+      cwd: project,
+      env: { ...process.env, NO_COLOR: "1" },
+    });
     let out = "";
     let answered = false;
     child.stdout.on("data", (d) => {
@@ -104,7 +107,14 @@ describe("tern run --recover", () => {
     expect(failed.code).toBe(1);
     expect(failed.json.error.node).toBe("last");
     fs.writeFileSync(path.join(project, "fixed"), "");
-    const recovered = await ternJson(project, ["run", "gates.ts", "recoverable", "--no-cache", "--recover", failed.json.execution]);
+    const recovered = await ternJson(project, [
+      "run",
+      "gates.ts",
+      "recoverable",
+      "--no-cache",
+      "--recover",
+      failed.json.execution,
+    ]);
     expect(recovered.code).toBe(0);
     // first ran once (call 1) and was reused: its output is still 1.
     expect(recovered.json.outputs).toBe(101);
@@ -112,7 +122,9 @@ describe("tern run --recover", () => {
     expect(fs.readFileSync(path.join(project, ".calls-last"), "utf8")).toBe("xx");
     const first = recovered.json.nodes.find((n: { id: string }) => n.id === "first");
     expect(first.recovered).toBe(true);
-    const runJson = JSON.parse(fs.readFileSync(path.join(project, ".tern/executions", recovered.json.execution, "run.json"), "utf8"));
+    const runJson = JSON.parse(
+      fs.readFileSync(path.join(project, ".tern/executions", recovered.json.execution, "run.json"), "utf8"),
+    );
     expect(runJson.recoveredFrom).toBe(failed.json.execution);
   });
 
@@ -121,7 +133,13 @@ describe("tern run --recover", () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/no local execution "xnope"/);
     const other = await ternJson(project, ["run", "gates.ts", "release", "--signal", "review=true"]);
-    const mismatch = await tern(project, ["run", "gates.ts", "recoverable", "--recover", other.json.execution]);
+    const mismatch = await tern(project, [
+      "run",
+      "gates.ts",
+      "recoverable",
+      "--recover",
+      other.json.execution,
+    ]);
     expect(mismatch.code).toBe(2);
     expect(mismatch.stderr).toMatch(/ran workflow "release"/);
   });

@@ -5,7 +5,7 @@
  */
 import type { BlobStore } from "./blob.js";
 import { stripLocal } from "./catalog.js";
-import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "./errors.js";
+import { ErrorCodes, type ErrorDocument, TernError, toErrorDocument } from "./errors.js";
 import type { Json } from "./json.js";
 import type { BackendPlugin, TaskContext, TaskLogger, TaskPhase, TaskStatus } from "./plugin.js";
 import type { TaskSpec } from "./spec.js";
@@ -83,7 +83,10 @@ export class AttemptContext implements TaskContext {
   }
 
   inputsUri(): Promise<string> {
-    return (this.inputsUriP ??= this.blobs.put(`${this.outputPrefix}/inputs.json`, JSON.stringify(stripLocal(this.inputs))));
+    return (this.inputsUriP ??= this.blobs.put(
+      `${this.outputPrefix}/inputs.json`,
+      JSON.stringify(stripLocal(this.inputs)),
+    ));
   }
 
   /** Made on first use: most plugins never look (an AbortSignal costs microseconds on Node 20). */
@@ -105,7 +108,9 @@ export class AttemptContext implements TaskContext {
           if (lines.length === MAX_LOG_LINES) lines.push(`… log truncated after ${MAX_LOG_LINES} lines`);
           return;
         }
-        lines.push(`${new Date().toISOString()} ${level} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`);
+        lines.push(
+          `${new Date().toISOString()} ${level} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`,
+        );
       };
     this.log = { debug: log("DEBUG"), info: log("INFO"), warn: log("WARN"), error: log("ERROR") };
     return this.log;
@@ -163,7 +168,12 @@ export class Attempt {
     this.notify();
     this.stopping = (async () => {
       // A launch in flight still produces the state to abort.
-      const state = this.launched ? await this.launched.then((st) => st as Json, () => undefined) : this.state;
+      const state = this.launched
+        ? await this.launched.then(
+            (st) => st as Json,
+            () => undefined,
+          )
+        : this.state;
       if (state === undefined) return;
       try {
         await this.n.plugin.abort(this.ctx, state);
@@ -186,7 +196,13 @@ export class Attempt {
   async run(): Promise<TaskStatus> {
     const n = this.n;
     const plugin = n.plugin;
-    this.ctx = new AttemptContext(this.host, n, this.inputs as Record<string, Json>, this.interruptible, this);
+    this.ctx = new AttemptContext(
+      this.host,
+      n,
+      this.inputs as Record<string, Json>,
+      this.interruptible,
+      this,
+    );
     const release = plugin.limits
       ? await this.host.acquireSlot(plugin, () => this.report("waiting-for-resources"), this.signal)
       : noop;
@@ -211,7 +227,10 @@ export class Attempt {
       } catch (e) {
         const doc = toErrorDocument(e, "system");
         if (!(e instanceof TernError)) doc.kind = "system";
-        return { phase: "failed", error: { ...doc, message: `plugin "${plugin.id}" could not launch: ${doc.message}` } };
+        return {
+          phase: "failed",
+          error: { ...doc, message: `plugin "${plugin.id}" could not launch: ${doc.message}` },
+        };
       }
       if (this.stopped) return this.stoppedStatus(); // stop() aborts the launched work
       this.report("initializing", { plugin: plugin.id, pluginState: this.state });
@@ -226,7 +245,14 @@ export class Attempt {
         } catch (e) {
           if (++checkErrors >= this.host.maxCheckErrors) {
             const doc = toErrorDocument(e, "system");
-            return { phase: "failed", error: { ...doc, kind: "system", message: `plugin "${plugin.id}" check failed: ${doc.message}` } };
+            return {
+              phase: "failed",
+              error: {
+                ...doc,
+                kind: "system",
+                message: `plugin "${plugin.id}" check failed: ${doc.message}`,
+              },
+            };
           }
         }
         if (this.stopped) return this.stoppedStatus();
@@ -274,7 +300,9 @@ export class Attempt {
 
   private stoppedStatus(): TaskStatus {
     const s = this.stopped!;
-    return s.phase === "aborted" ? { phase: "aborted", message: s.message } : { phase: "failed", error: s.error, message: s.message };
+    return s.phase === "aborted"
+      ? { phase: "aborted", message: s.message }
+      : { phase: "failed", error: s.error, message: s.message };
   }
 
   /** Turn a terminal status into outputs or an error, reading `outputs.json`/`error.json` when needed. */
@@ -285,7 +313,8 @@ export class Attempt {
   }
 
   private async completeAsync(status: TaskStatus): Promise<TaskStatus> {
-    if (status.outputs !== undefined) return { ...status, outputs: (await resolveLiteral(status.outputs, this.ctx.blobs)) as Json };
+    if (status.outputs !== undefined)
+      return { ...status, outputs: (await resolveLiteral(status.outputs, this.ctx.blobs)) as Json };
     const blobs = this.ctx.blobs;
     const outUri = blobs.uri(`${this.ctx.outputPrefix}/outputs.json`);
     if (await blobs.exists(outUri)) {

@@ -12,8 +12,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { prepareCodeVersions } from "./code-version.js";
-import { esbuild } from "./esbuild.js";
 import { ErrorCodes, TernError } from "./errors.js";
+import { esbuild } from "./esbuild.js";
 
 export interface Bundle {
   /** `sha256:<hex>` of the bundle's bytes. */
@@ -78,13 +78,21 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
       logLevel: "silent",
     });
   } catch (e) {
-    const errors = (e as { errors?: { text: string; location?: { file: string; line: number; column: number } }[] }).errors ?? [];
+    const errors =
+      (e as { errors?: { text: string; location?: { file: string; line: number; column: number } }[] })
+        .errors ?? [];
     const first = errors[0];
-    const where = first?.location ? `${first.location.file}:${first.location.line}:${first.location.column}` : entry;
-    throw new TernError(ErrorCodes.LOAD_FAILED, `cannot build ${where}: ${first?.text ?? (e as Error).message}`, {
-      hint: "fix the syntax error, or check the import paths",
-      details: { file: where, errors: errors.map((x) => x.text) },
-    });
+    const where = first?.location
+      ? `${first.location.file}:${first.location.line}:${first.location.column}`
+      : entry;
+    throw new TernError(
+      ErrorCodes.LOAD_FAILED,
+      `cannot build ${where}: ${first?.text ?? (e as Error).message}`,
+      {
+        hint: "fix the syntax error, or check the import paths",
+        details: { file: where, errors: errors.map((x) => x.text) },
+      },
+    );
   }
   const out = result.outputFiles[0];
   const digest = `sha256:${createHash("sha256").update(out.contents).digest("hex")}`;
@@ -123,6 +131,10 @@ export function importBundle(file: string): Promise<Record<string, unknown>> {
 }
 
 function firstUserFrame(stack: string | undefined): string | undefined {
-  const line = stack?.split("\n").find((l) => /\.(ts|tsx|mts|js|mjs)\b:\d+/.test(l) && !l.includes("node_modules") && !l.includes("node:"));
+  const line = stack
+    ?.split("\n")
+    .find(
+      (l) => /\.(ts|tsx|mts|js|mjs)\b:\d+/.test(l) && !l.includes("node_modules") && !l.includes("node:"),
+    );
   return line ? `at ${line.trim().replace(/^at /, "")}` : undefined;
 }

@@ -6,8 +6,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { canonicalJson, type Json } from "./json.js";
 import { sha256 } from "./hash.js";
+import { canonicalJson, type Json } from "./json.js";
 import type { TaskSpec } from "./spec.js";
 
 export interface CacheProducer {
@@ -54,7 +54,12 @@ export interface Catalog {
 const interfaceHashes = new WeakMap<object, string>();
 
 /** The cache key of a task call. */
-export function cacheKey(task: TaskSpec, version: string, ignore: readonly string[], inputs: Record<string, unknown>): string {
+export function cacheKey(
+  task: TaskSpec,
+  version: string,
+  ignore: readonly string[],
+  inputs: Record<string, unknown>,
+): string {
   let ih = interfaceHashes.get(task.interface);
   if (!ih) {
     ih = sha256(canonicalJson(task.interface));
@@ -331,7 +336,9 @@ export class DiskCatalog extends MemoryCatalog {
   }
 
   private flushUses(): LogRecord[] {
-    const out: LogRecord[] = [...this.pendingUses].filter((k) => this.entries.has(k)).map((key) => ({ op: "use", key }));
+    const out: LogRecord[] = [...this.pendingUses]
+      .filter((k) => this.entries.has(k))
+      .map((key) => ({ op: "use", key }));
     this.pendingUses.clear();
     return out;
   }

@@ -247,7 +247,12 @@ function analyse(file: string, content: string, loader: Loader, script: boolean)
     // No `format`: esbuild then only strips types and keeps the module syntax as written.
     // (`format: "esm"` would wrap a CommonJS file in a `__commonJS(...)` closure and hide
     // its top-level declarations from the analysis below.)
-    code = esbuild().transformSync(content, { loader, keepNames: true, minify: false, sourcefile: file }).code;
+    code = esbuild().transformSync(content, {
+      loader,
+      keepNames: true,
+      minify: false,
+      sourcefile: file,
+    }).code;
   } catch (err) {
     const first = (err as { errors?: Message[] }).errors?.[0];
     const where = first?.location ? ` (line ${first.location.line}, column ${first.location.column})` : "";

@@ -9,7 +9,6 @@
 import * as path from "node:path";
 import { z } from "zod";
 import { codeVersion } from "./code-version.js";
-import { parseDuration } from "./duration.js";
 import { isDynamic } from "./control.js";
 import {
   type AnyTask,
@@ -27,6 +26,7 @@ import {
   type RetryOptions,
   type Shape,
 } from "./dsl.js";
+import { parseDuration } from "./duration.js";
 import { ErrorCodes, TernError } from "./errors.js";
 import { hashValue, sha256 } from "./hash.js";
 import type { Json } from "./json.js";
@@ -54,8 +54,8 @@ import {
   validateLaunchPlanSpec,
   type WorkflowSpec,
 } from "./spec.js";
-import { toJsonSchema } from "./types.js";
 import { checkAssignable, describeSchema, type JsonSchema } from "./typecheck.js";
+import { toJsonSchema } from "./types.js";
 
 export interface CompileOptions {
   /** @default "default" */
@@ -101,7 +101,10 @@ export function compile(def: AnyWorkflow | AnyTask, opts: CompileOptions = {}): 
 /**
  * Compile a launch plan: its workflow (as `compile()` does) and the plan's spec.
  */
-export function compileLaunchPlan(lp: LaunchPlanLike, opts: CompileOptions = {}): Compiled & { launchPlan: LaunchPlanSpec } {
+export function compileLaunchPlan(
+  lp: LaunchPlanLike,
+  opts: CompileOptions = {},
+): Compiled & { launchPlan: LaunchPlanSpec } {
   const c = new Compiler(opts);
   const spec = c.workflow(lp.workflow);
   const launchPlan = launchPlanSpec(lp, spec, opts.version);
@@ -113,7 +116,12 @@ export function compileLaunchPlan(lp: LaunchPlanLike, opts: CompileOptions = {})
  * Compile the graph a dynamic body built (at execution time) into a sub-DAG that
  * the engine runs in place of the dynamic node.
  */
-export function compileDynamic(name: string, graph: BuiltGraph, output: z.ZodType | undefined, opts: CompileOptions = {}): Compiled {
+export function compileDynamic(
+  name: string,
+  graph: BuiltGraph,
+  output: z.ZodType | undefined,
+  opts: CompileOptions = {},
+): Compiled {
   const c = new Compiler(opts);
   const spec = c.dynamicGraph(name, graph, output);
   return { spec: c.bundle(spec), tasks: c.defs, inputSchemas: {} };
@@ -136,7 +144,10 @@ export function interfaceOf(inputs: Shape, output: z.ZodType | undefined, owner:
     if (description) spec.description = description;
     specs[k] = spec;
   }
-  return { inputs: specs, output: output ? toJsonSchema(output, "output", `output of ${owner}`) : { type: "null" } };
+  return {
+    inputs: specs,
+    output: output ? toJsonSchema(output, "output", `output of ${owner}`) : { type: "null" },
+  };
 }
 
 /** Resolve a retries option into a policy. */
@@ -180,9 +191,13 @@ class Compiler {
     const name = def.taskName;
     const other = this.byName.get(name);
     if (other && other !== def) {
-      throw new TernError(ErrorCodes.COMPILE, `two different tasks are named "${name}"${siteList(other.callSite, def.callSite)}`, {
-        hint: "task names are unique within a project: rename one",
-      });
+      throw new TernError(
+        ErrorCodes.COMPILE,
+        `two different tasks are named "${name}"${siteList(other.callSite, def.callSite)}`,
+        {
+          hint: "task names are unique within a project: rename one",
+        },
+      );
     }
     const o = def.options;
     const owner = `task "${name}"`;
@@ -193,9 +208,13 @@ class Compiler {
       const co = o.cache === true ? {} : o.cache;
       for (const k of co.ignoreInputs ?? []) {
         if (!(k in iface.inputs)) {
-          throw new TernError(ErrorCodes.DEFINITION, `${owner}: cache.ignoreInputs names "${k}", which is not an input`, {
-            hint: `inputs are: ${Object.keys(iface.inputs).join(", ") || "(none)"}`,
-          });
+          throw new TernError(
+            ErrorCodes.DEFINITION,
+            `${owner}: cache.ignoreInputs names "${k}", which is not an input`,
+            {
+              hint: `inputs are: ${Object.keys(iface.inputs).join(", ") || "(none)"}`,
+            },
+          );
         }
       }
       cache = {
@@ -211,7 +230,8 @@ class Compiler {
       secrets: o.secrets ?? [],
       env: o.env ?? {},
     };
-    if (o.timeout !== undefined) metadata.timeoutMs = positive(parseDuration(o.timeout, `timeout of ${owner}`), owner);
+    if (o.timeout !== undefined)
+      metadata.timeoutMs = positive(parseDuration(o.timeout, `timeout of ${owner}`), owner);
     if (cache) metadata.cache = cache;
     if (o.resources) metadata.resources = o.resources;
     if (o.image) metadata.image = o.image;
@@ -227,7 +247,8 @@ class Compiler {
     };
     if (type === "node") {
       spec.code = { hash: codeHash };
-      if (def.callSite.file) spec.code.module = path.relative(this.opts.projectRoot ?? process.cwd(), def.callSite.file);
+      if (def.callSite.file)
+        spec.code.module = path.relative(this.opts.projectRoot ?? process.cwd(), def.callSite.file);
     }
     if (o.custom) spec.custom = o.custom;
     if (isDynamic(def)) spec.dynamic = true;
@@ -257,7 +278,12 @@ class Compiler {
     for (const k of Object.keys(ts.interface.inputs)) inputs[k] = { ref: { node: "$inputs", path: [k] } };
     const node: TaskNode = { id: safeNodeId(def.taskName), kind: "task", task: key, inputs, upstream: [] };
     return this.finish(
-      { name: def.taskName, iface: ts.interface, nodes: [node], output: { ref: { node: node.id, path: [] } } },
+      {
+        name: def.taskName,
+        iface: ts.interface,
+        nodes: [node],
+        output: { ref: { node: node.id, path: [] } },
+      },
       {},
     );
   }
@@ -305,9 +331,11 @@ class Compiler {
     const wopts: WorkflowExtras = {};
     if (def.options.failurePolicy) wopts.failurePolicy = def.options.failurePolicy;
     if (def.options.maxParallelism !== undefined) wopts.maxParallelism = def.options.maxParallelism;
-    if (def.options.timeout !== undefined) wopts.timeoutMs = positive(parseDuration(def.options.timeout, `timeout of ${owner}`), owner);
+    if (def.options.timeout !== undefined)
+      wopts.timeoutMs = positive(parseDuration(def.options.timeout, `timeout of ${owner}`), owner);
     if (def.options.description) wopts.description = def.options.description;
-    if (def.options.onFailure) wopts.onFailure = this.failureHandler(wname, def.options.onFailure, def.inputSchemas as Shape);
+    if (def.options.onFailure)
+      wopts.onFailure = this.failureHandler(wname, def.options.onFailure, def.inputSchemas as Shape);
     checkAcyclic(wname, nodes);
     return this.finish({ name: wname, iface, nodes, output }, wopts);
   }
@@ -326,7 +354,10 @@ class Compiler {
       if ("literal" in out) {
         const r = output.safeParse(out.literal);
         if (!r.success) {
-          throw new TernError(ErrorCodes.TYPE_MISMATCH, `dynamic "${name}" returned ${short(out.literal)}, which does not fit its output (${r.error.issues[0]?.message})`);
+          throw new TernError(
+            ErrorCodes.TYPE_MISMATCH,
+            `dynamic "${name}" returned ${short(out.literal)}, which does not fit its output (${r.error.issues[0]?.message})`,
+          );
         }
       } else {
         this.checkBinding(out, toJsonSchema(output, "input", `output of dynamic "${name}"`), visible, {
@@ -337,7 +368,15 @@ class Compiler {
       }
     }
     checkAcyclic(name, nodes);
-    return this.finish({ name, iface: { inputs: {}, output: output ? toJsonSchema(output, "output", name) : { type: "null" } }, nodes, output: out }, {});
+    return this.finish(
+      {
+        name,
+        iface: { inputs: {}, output: output ? toJsonSchema(output, "output", name) : { type: "null" } },
+        nodes,
+        output: out,
+      },
+      {},
+    );
   }
 
   /** Compile the nodes of one scope (a workflow, or a branch case). */
@@ -357,7 +396,15 @@ class Compiler {
       case "task": {
         const key = this.task(n.task);
         const ts = this.taskSpecs[key];
-        const inputs = this.callInputs(wf, n.id, `task "${ts.id.name}"`, ts.interface, n.task.inputSchemas, n.inputs, visible);
+        const inputs = this.callInputs(
+          wf,
+          n.id,
+          `task "${ts.id.name}"`,
+          ts.interface,
+          n.task.inputSchemas,
+          n.inputs,
+          visible,
+        );
         const node: TaskNode = { id: n.id, kind: "task", task: key, inputs, upstream };
         const ov = overrides(n.options, ts, `node "${n.id}" of workflow "${wf}"`);
         if (ov) node.overrides = ov;
@@ -367,7 +414,15 @@ class Compiler {
         const sub = this.workflow(n.workflow);
         const key = taskKey(sub.id);
         this.subworkflows[key] = sub;
-        const inputs = this.callInputs(wf, n.id, `workflow "${sub.id.name}"`, sub.interface, n.workflow.inputSchemas, n.inputs, visible);
+        const inputs = this.callInputs(
+          wf,
+          n.id,
+          `workflow "${sub.id.name}"`,
+          sub.interface,
+          n.workflow.inputSchemas,
+          n.inputs,
+          visible,
+        );
         return [{ id: n.id, kind: "workflow", workflow: key, inputs, upstream }, sub.interface.output];
       }
       case "launchplan": {
@@ -377,12 +432,24 @@ class Compiler {
         // "has no input" would hide why.
         for (const k of Object.keys(n.inputs)) {
           if (n.inputs[k] !== undefined && k in lp.fixed) {
-            throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}", node "${n.id}": input "${k}" is fixed by launch plan "${lp.id.name}"`, {
-              hint: "leave it out; the plan sets it",
-            });
+            throw new TernError(
+              ErrorCodes.COMPILE,
+              `workflow "${wf}", node "${n.id}": input "${k}" is fixed by launch plan "${lp.id.name}"`,
+              {
+                hint: "leave it out; the plan sets it",
+              },
+            );
           }
         }
-        const inputs = this.callInputs(wf, n.id, `launch plan "${lp.id.name}"`, lp.interface, n.launchPlan.workflow.inputSchemas, n.inputs, visible);
+        const inputs = this.callInputs(
+          wf,
+          n.id,
+          `launch plan "${lp.id.name}"`,
+          lp.interface,
+          n.launchPlan.workflow.inputSchemas,
+          n.inputs,
+          visible,
+        );
         return [{ id: n.id, kind: "launchplan", launchPlan: key, inputs, upstream }, lp.interface.output];
       }
       case "map":
@@ -394,7 +461,12 @@ class Compiler {
     }
   }
 
-  private mapNode(wf: string, n: Extract<BuiltNode, { kind: "map" }>, visible: Visible, upstream: string[]): [NodeSpec, JsonSchema] {
+  private mapNode(
+    wf: string,
+    n: Extract<BuiltNode, { kind: "map" }>,
+    visible: Visible,
+    upstream: string[],
+  ): [NodeSpec, JsonSchema] {
     const o = n.options;
     const isTask = n.target.kind === "task";
     let iface: TypedInterface;
@@ -419,14 +491,19 @@ class Compiler {
     const bound = o.bound ?? {};
     for (const k of Object.keys(n.inputs)) {
       if (k in bound && bound[k] !== undefined) {
-        throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}", node "${n.id}": input "${k}" is both mapped and bound`, {
-          hint: "map over it, or give it whole in bound, not both",
-        });
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `workflow "${wf}", node "${n.id}": input "${k}" is both mapped and bound`,
+          {
+            hint: "map over it, or give it whole in bound, not both",
+          },
+        );
       }
     }
     // Mapped inputs: each gives a list of what the target takes.
     const listIface: TypedInterface = { inputs: {}, output: iface.output };
-    for (const [k, spec] of Object.entries(iface.inputs)) listIface.inputs[k] = { ...spec, schema: { type: "array", items: spec.schema }, optional: true };
+    for (const [k, spec] of Object.entries(iface.inputs))
+      listIface.inputs[k] = { ...spec, schema: { type: "array", items: spec.schema }, optional: true };
     const listZod: Shape = {};
     for (const [k, s] of Object.entries(zod)) listZod[k] = z.array(s);
     const inputs = this.callInputs(wf, n.id, `map over ${what}`, listIface, listZod, n.inputs, visible);
@@ -435,14 +512,26 @@ class Compiler {
     const boundB = this.callInputs(wf, n.id, `map over ${what} (bound)`, boundIface, zod, bound, visible);
     for (const [k, spec] of Object.entries(iface.inputs)) {
       if (!spec.optional && !(k in inputs) && !(k in boundB)) {
-        throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}", node "${n.id}": required input "${k}" of ${what} is neither mapped nor bound`, {
-          hint: `map over it ({ ${k}: list }) or give it in bound`,
-          details: { workflow: wf, node: n.id, input: k },
-        });
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `workflow "${wf}", node "${n.id}": required input "${k}" of ${what} is neither mapped nor bound`,
+          {
+            hint: `map over it ({ ${k}: list }) or give it in bound`,
+            details: { workflow: wf, node: n.id, input: k },
+          },
+        );
       }
     }
     const ratio = o.minSuccessRatio ?? 1;
-    const node: MapNode = { id: n.id, kind: "map", target, inputs, bound: boundB, minSuccessRatio: ratio, upstream };
+    const node: MapNode = {
+      id: n.id,
+      kind: "map",
+      target,
+      inputs,
+      bound: boundB,
+      minSuccessRatio: ratio,
+      upstream,
+    };
     if (o.concurrency !== undefined) node.concurrency = o.concurrency;
     if (isTask && ts) {
       const ov = overrides(o, ts, `node "${n.id}" of workflow "${wf}"`);
@@ -452,7 +541,12 @@ class Compiler {
     return [node, { type: "array", items: item }];
   }
 
-  private branchNode(wf: string, n: Extract<BuiltNode, { kind: "branch" }>, visible: Visible, upstream: string[]): [NodeSpec, JsonSchema] {
+  private branchNode(
+    wf: string,
+    n: Extract<BuiltNode, { kind: "branch" }>,
+    visible: Visible,
+    upstream: string[],
+  ): [NodeSpec, JsonSchema] {
     const cases: BranchCase[] = [];
     let schema: JsonSchema | undefined;
     let first = "";
@@ -477,7 +571,10 @@ class Compiler {
       const inner = visible.child();
       const nodes = this.nodes(wf, c.nodes, inner);
       const output = this.bind(c.output, { wf, node: n.id, input: `(case ${i + 1} output)` });
-      agree(this.schemaOf(output, inner, { wf, node: n.id, input: `(case ${i + 1} output)` }, true), i === 0 ? "the first case" : `case ${i + 1}`);
+      agree(
+        this.schemaOf(output, inner, { wf, node: n.id, input: `(case ${i + 1} output)` }, true),
+        i === 0 ? "the first case" : `case ${i + 1}`,
+      );
       cases.push({ when, nodes, output });
     });
     const node: BranchNode = { id: n.id, kind: "branch", cases, upstream };
@@ -494,10 +591,16 @@ class Compiler {
     return [node, out];
   }
 
-  private gateNode(wf: string, n: Extract<BuiltNode, { kind: "gate" }>, visible: Visible, upstream: string[]): [NodeSpec, JsonSchema] {
+  private gateNode(
+    wf: string,
+    n: Extract<BuiltNode, { kind: "gate" }>,
+    visible: Visible,
+    upstream: string[],
+  ): [NodeSpec, JsonSchema] {
     const g = n.gate;
     const node: GateNode = { id: n.id, kind: "gate", gate: { kind: "sleep", durationMs: 0 }, upstream };
-    if (n.timeout !== undefined) node.timeoutMs = positive(parseDuration(n.timeout, `timeout of gate "${n.id}"`), `gate "${n.id}"`);
+    if (n.timeout !== undefined)
+      node.timeoutMs = positive(parseDuration(n.timeout, `timeout of gate "${n.id}"`), `gate "${n.id}"`);
     if (g.kind === "sleep") {
       node.gate = { kind: "sleep", durationMs: g.durationMs };
       return [node, { type: "null" }];
@@ -522,11 +625,17 @@ class Compiler {
       const operand = this.bind(c.operand, where);
       if (c.test === "true" || c.test === "false") {
         const s = this.schemaOf(operand, visible, where);
-        if (!checkAssignable(s, { type: "boolean" }).ok && !checkAssignable(s, { anyOf: [{ type: "boolean" }, { type: "null" }] }).ok) {
+        if (
+          !checkAssignable(s, { type: "boolean" }).ok &&
+          !checkAssignable(s, { anyOf: [{ type: "boolean" }, { type: "null" }] }).ok
+        ) {
           throw new TernError(
             ErrorCodes.TYPE_MISMATCH,
             `workflow "${wf}", branch "${node}": the condition tests ${describeSchema(s)} for ${c.test}, which is not a boolean`,
-            { hint: "compare it instead, e.g. gt(count, 0) or eq(status, \"ok\")", details: { workflow: wf, node } },
+            {
+              hint: 'compare it instead, e.g. gt(count, 0) or eq(status, "ok")',
+              details: { workflow: wf, node },
+            },
           );
         }
       }
@@ -537,31 +646,50 @@ class Compiler {
     const ls = this.schemaOf(left, visible, where);
     const rs = this.schemaOf(right, visible, where);
     const kind = (s: JsonSchema): string => {
-      for (const t of ["number", "integer", "string", "boolean", "null"]) if (checkAssignable(s, { anyOf: [{ type: t }, { type: "null" }] }).ok) return t === "integer" ? "number" : t;
-      if (checkAssignable(s, { anyOf: [{ type: "number" }, { type: "integer" }, { type: "null" }] }).ok) return "number";
+      for (const t of ["number", "integer", "string", "boolean", "null"])
+        if (checkAssignable(s, { anyOf: [{ type: t }, { type: "null" }] }).ok)
+          return t === "integer" ? "number" : t;
+      if (checkAssignable(s, { anyOf: [{ type: "number" }, { type: "integer" }, { type: "null" }] }).ok)
+        return "number";
       return "other";
     };
     const lk = kind(ls);
     const rk = kind(rs);
     const ordered = c.cmp !== "eq" && c.cmp !== "ne";
-    if (lk === "other" || rk === "other" || (lk !== rk && lk !== "null" && rk !== "null") || (ordered && (lk === "boolean" || lk === "null"))) {
+    if (
+      lk === "other" ||
+      rk === "other" ||
+      (lk !== rk && lk !== "null" && rk !== "null") ||
+      (ordered && (lk === "boolean" || lk === "null"))
+    ) {
       throw new TernError(
         ErrorCodes.TYPE_MISMATCH,
         `workflow "${wf}", branch "${node}": cannot compare ${describeSchema(ls)} with ${describeSchema(rs)} using ${c.cmp}`,
-        { hint: "compare numbers with numbers and strings with strings; eq/ne also take booleans and null", details: { workflow: wf, node } },
+        {
+          hint: "compare numbers with numbers and strings with strings; eq/ne also take booleans and null",
+          details: { workflow: wf, node },
+        },
       );
     }
     return { cmp: c.cmp, left, right };
   }
 
   /** The schema of what a binding gives; `widen` types constants by kind (`"a"` is a string, not `literal('a')`). */
-  private schemaOf(b: Binding, visible: Visible, where: { wf: string; node: string; input: string }, widen = false): JsonSchema {
+  private schemaOf(
+    b: Binding,
+    visible: Visible,
+    where: { wf: string; node: string; input: string },
+    widen = false,
+  ): JsonSchema {
     if ("literal" in b) return widen ? widenSchema(literalSchema(b.literal)) : literalSchema(b.literal);
     if ("ref" in b) {
       const src = visible.lookup(b.ref.node, where);
       const s = schemaAt(src, b.ref.path);
       if (s === undefined) {
-        throw new TernError(ErrorCodes.TYPE_MISMATCH, `workflow "${where.wf}", node "${where.node}": ${b.ref.node === "$inputs" ? "workflow input" : `node "${b.ref.node}"`} .${b.ref.path.join(".")} does not exist (the value is ${describeSchema(src)})`);
+        throw new TernError(
+          ErrorCodes.TYPE_MISMATCH,
+          `workflow "${where.wf}", node "${where.node}": ${b.ref.node === "$inputs" ? "workflow input" : `node "${b.ref.node}"`} .${b.ref.path.join(".")} does not exist (the value is ${describeSchema(src)})`,
+        );
       }
       return s;
     }
@@ -588,10 +716,14 @@ class Compiler {
     for (const k of Object.keys(raw)) {
       if (raw[k] === undefined) continue;
       if (!(k in declared)) {
-        throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}", node "${nodeId}": ${what} has no input "${k}"`, {
-          hint: `its inputs are: ${Object.keys(declared).join(", ") || "(none)"}`,
-          details: { workflow: wf, node: nodeId, input: k },
-        });
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `workflow "${wf}", node "${nodeId}": ${what} has no input "${k}"`,
+          {
+            hint: `its inputs are: ${Object.keys(declared).join(", ") || "(none)"}`,
+            details: { workflow: wf, node: nodeId, input: k },
+          },
+        );
       }
       const where = { wf, node: nodeId, input: k, task: what };
       const b = this.bind(raw[k], where);
@@ -612,10 +744,14 @@ class Compiler {
     }
     for (const [k, s] of Object.entries(declared)) {
       if (!s.optional && !(k in inputs)) {
-        throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}", node "${nodeId}": required input "${k}" of ${what} is not given`, {
-          hint: `pass ${k} (${describeSchema(s.schema)})`,
-          details: { workflow: wf, node: nodeId, input: k },
-        });
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `workflow "${wf}", node "${nodeId}": required input "${k}" of ${what} is not given`,
+          {
+            hint: `pass ${k} (${describeSchema(s.schema)})`,
+            details: { workflow: wf, node: nodeId, input: k },
+          },
+        );
       }
     }
     return inputs;
@@ -645,22 +781,33 @@ class Compiler {
       else if (k === "execution") inputs.execution = { ref: { node: "$execution", path: [] } };
       else if (k in wfInputs) inputs[k] = { ref: { node: "$inputs", path: [k] } };
       else if (!spec.optional) {
-        throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}": the onFailure task "${ts.id.name}" needs input "${k}", which the workflow does not have`, {
-          hint: "a failure handler takes error, execution and any of the workflow's inputs by name",
-        });
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `workflow "${wf}": the onFailure task "${ts.id.name}" needs input "${k}", which the workflow does not have`,
+          {
+            hint: "a failure handler takes error, execution and any of the workflow's inputs by name",
+          },
+        );
       }
     }
     for (const k of ["error", "execution"]) {
       if (!(k in ts.interface.inputs)) {
-        throw new TernError(ErrorCodes.COMPILE, `workflow "${wf}": the onFailure task "${ts.id.name}" has no input "${k}"`, {
-          hint: "declare inputs: { error: failureInfo, execution: executionInfo } (both exported by @tern/core)",
-        });
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `workflow "${wf}": the onFailure task "${ts.id.name}" has no input "${k}"`,
+          {
+            hint: "declare inputs: { error: failureInfo, execution: executionInfo } (both exported by @tern/core)",
+          },
+        );
       }
     }
     return { id: "on-failure", kind: "task", task: key, inputs, upstream: [] };
   }
 
-  private finish(w: { name: string; iface: TypedInterface; nodes: NodeSpec[]; output: Binding }, o: WorkflowExtras): WorkflowSpec {
+  private finish(
+    w: { name: string; iface: TypedInterface; nodes: NodeSpec[]; output: Binding },
+    o: WorkflowExtras,
+  ): WorkflowSpec {
     const spec: WorkflowSpec = {
       kind: "workflow",
       specVersion: SPEC_VERSION,
@@ -726,7 +873,14 @@ class Compiler {
           `workflow "${where.wf}", node "${where.node}", input "${where.input}${subpath}": expects ${describeSchema(target)}${where.task ? ` (${where.task})` : ""}, but ${srcName} gives ${describeSchema(from)}${e.path ? ` — at ${e.path}: ${e.reason}` : ` — ${e.reason}`}`,
           {
             hint: "fix the wiring, or convert the value in a task",
-            details: { workflow: where.wf, node: where.node, input: where.input, from: e.from, to: e.to, path: e.path },
+            details: {
+              workflow: where.wf,
+              node: where.node,
+              input: where.input,
+              from: e.from,
+              to: e.to,
+              path: e.path,
+            },
           },
         );
       }
@@ -764,7 +918,8 @@ class Compiler {
 function overrides(o: NodeOptions, ts: TaskSpec, owner: string): NodeOverrides | undefined {
   const ov: NodeOverrides = {};
   if (o.retries !== undefined) ov.retries = retryPolicy(o.retries, ts.metadata.retries);
-  if (o.timeout !== undefined) ov.timeoutMs = positive(parseDuration(o.timeout, `timeout of ${owner}`), owner);
+  if (o.timeout !== undefined)
+    ov.timeoutMs = positive(parseDuration(o.timeout, `timeout of ${owner}`), owner);
   if (o.resources) ov.resources = o.resources;
   if (o.interruptible !== undefined) ov.interruptible = o.interruptible;
   if (o.env) ov.env = { ...ts.metadata.env, ...o.env };
@@ -783,11 +938,25 @@ function overrides(o: NodeOptions, ts: TaskSpec, owner: string): NodeOverrides |
   return Object.keys(ov).length || "cache" in ov ? ov : undefined;
 }
 
-const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$schema", "$id", "$defs", "$comment", "deprecated", "readOnly", "writeOnly"]);
+const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "default",
+  "examples",
+  "$schema",
+  "$id",
+  "$defs",
+  "$comment",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+]);
 
 /** `true`, `{}` or annotations only (`z.unknown()`, `z.any()`): every value fits, objects and lists of handles too. */
 function acceptsAnything(s: JsonSchema): boolean {
-  return s === true || (typeof s === "object" && s !== null && Object.keys(s).every((k) => ANNOTATIONS.has(k)));
+  return (
+    s === true || (typeof s === "object" && s !== null && Object.keys(s).every((k) => ANNOTATIONS.has(k)))
+  );
 }
 
 function positive(ms: number, owner: string): number {
@@ -804,18 +973,28 @@ function containsHandle(v: unknown): boolean {
 
 function literal(v: unknown, where: { wf: string; node: string; input: string }): unknown {
   const bad = (what: string) =>
-    new TernError(ErrorCodes.COMPILE, `workflow "${where.wf}", node "${where.node}", input "${where.input}": ${what} cannot be a constant`, {
-      hint: "constants must be JSON values (strings, numbers, booleans, null, arrays, plain objects)",
-    });
+    new TernError(
+      ErrorCodes.COMPILE,
+      `workflow "${where.wf}", node "${where.node}", input "${where.input}": ${what} cannot be a constant`,
+      {
+        hint: "constants must be JSON values (strings, numbers, booleans, null, arrays, plain objects)",
+      },
+    );
   const check = (x: unknown): void => {
     if (x === null || typeof x === "string" || typeof x === "boolean") return;
     if (typeof x === "number") {
       if (!Number.isFinite(x)) throw bad(String(x));
       return;
     }
-    if (Array.isArray(x)) return x.forEach(check);
-    if (typeof x === "object" && Object.getPrototypeOf(x) === Object.prototype) return Object.values(x as object).forEach((y) => y !== undefined && check(y));
-    throw bad(typeof x === "object" ? (x as object).constructor?.name ?? "an object" : typeof x);
+    if (Array.isArray(x)) {
+      for (const y of x) check(y);
+      return;
+    }
+    if (typeof x === "object" && Object.getPrototypeOf(x) === Object.prototype) {
+      for (const y of Object.values(x as object)) if (y !== undefined) check(y);
+      return;
+    }
+    throw bad(typeof x === "object" ? ((x as object).constructor?.name ?? "an object") : typeof x);
   };
   check(v);
   return v;
@@ -858,10 +1037,16 @@ class Visible {
       throw new TernError(
         ErrorCodes.COMPILE,
         `workflow "${where.wf}", node "${where.node}": node "${id}" is inside a branch case (or later in the graph) and cannot be used here`,
-        { hint: "use the branch's output instead of the nodes inside it", details: { workflow: where.wf, node: where.node } },
+        {
+          hint: "use the branch's output instead of the nodes inside it",
+          details: { workflow: where.wf, node: where.node },
+        },
       );
     }
-    throw new TernError(ErrorCodes.COMPILE, `workflow "${where.wf}", node "${where.node}": unknown upstream node "${id}"`);
+    throw new TernError(
+      ErrorCodes.COMPILE,
+      `workflow "${where.wf}", node "${where.node}": unknown upstream node "${id}"`,
+    );
   }
 
   child(): Visible {
@@ -908,10 +1093,12 @@ export function literalSchema(v: unknown): JsonSchema {
 function widenSchema(s: JsonSchema): JsonSchema {
   if (typeof s !== "object" || s === null) return s;
   const { const: _c, ...rest } = s as Record<string, unknown>;
-  if (rest.prefixItems) return { type: "array", prefixItems: (rest.prefixItems as JsonSchema[]).map(widenSchema) };
+  if (rest.prefixItems)
+    return { type: "array", prefixItems: (rest.prefixItems as JsonSchema[]).map(widenSchema) };
   if (rest.properties) {
     const properties: Record<string, JsonSchema> = {};
-    for (const [k, v] of Object.entries(rest.properties as Record<string, JsonSchema>)) properties[k] = widenSchema(v);
+    for (const [k, v] of Object.entries(rest.properties as Record<string, JsonSchema>))
+      properties[k] = widenSchema(v);
     return { ...rest, properties };
   }
   return rest;
@@ -928,7 +1115,10 @@ export function launchPlanSpec(lp: LaunchPlanLike, wf: WorkflowSpec, version?: s
       if (v === undefined) continue;
       const r = zod[k]?.safeParse(v);
       if (!r?.success) {
-        throw new TernError(ErrorCodes.DEFINITION, `launch plan "${name}": ${what} value for "${k}" does not fit the workflow's input (${r?.error.issues[0]?.message ?? "unknown input"})`);
+        throw new TernError(
+          ErrorCodes.DEFINITION,
+          `launch plan "${name}": ${what} value for "${k}" does not fit the workflow's input (${r?.error.issues[0]?.message ?? "unknown input"})`,
+        );
       }
       out[k] = v as Json;
     }
@@ -973,7 +1163,9 @@ export function schemaAt(schema: unknown, p: readonly (string | number)[]): Json
     const s = cur as Record<string, unknown>;
     const variants = (s.anyOf ?? s.oneOf) as unknown[] | undefined;
     if (variants) {
-      const nonNull = variants.map((v) => deref(v, root)).filter((v) => !(v && typeof v === "object" && (v as { type?: unknown }).type === "null"));
+      const nonNull = variants
+        .map((v) => deref(v, root))
+        .filter((v) => !(v && typeof v === "object" && (v as { type?: unknown }).type === "null"));
       if (nonNull.length !== 1) return undefined;
       cur = nonNull[0];
     }
@@ -995,7 +1187,11 @@ export function schemaAt(schema: unknown, p: readonly (string | number)[]): Json
 
 function deref(s: unknown, root: Record<string, unknown>): unknown {
   let cur = s;
-  for (let i = 0; i < 32 && cur && typeof cur === "object" && typeof (cur as { $ref?: unknown }).$ref === "string"; i++) {
+  for (
+    let i = 0;
+    i < 32 && cur && typeof cur === "object" && typeof (cur as { $ref?: unknown }).$ref === "string";
+    i++
+  ) {
     const ref = (cur as { $ref: string }).$ref;
     const m = /^#\/\$defs\/(.+)$/.exec(ref);
     if (!m) return cur;
@@ -1032,8 +1228,8 @@ export function bindingRefs(b: Binding, out: Set<string>): Set<string> {
 }
 
 function conditionRefs(c: Condition, out: Set<string>): void {
-  if ("and" in c) c.and.forEach((x) => conditionRefs(x, out));
-  else if ("or" in c) c.or.forEach((x) => conditionRefs(x, out));
+  if ("and" in c) for (const x of c.and) conditionRefs(x, out);
+  else if ("or" in c) for (const x of c.or) conditionRefs(x, out);
   else if ("not" in c) conditionRefs(c.not, out);
   else if ("test" in c) bindingRefs(c.operand, out);
   else {

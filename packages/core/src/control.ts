@@ -15,8 +15,8 @@ import {
   type Handle,
   isHandle,
   type LaunchPlanLike,
-  markDefinition,
   type MapNodeOptions,
+  markDefinition,
   type NodeOptions,
   type Promised,
   type Shape,
@@ -63,11 +63,17 @@ export function map<I extends Shape, O extends z.ZodType>(
   inputs: MapInputs<I>,
   opts?: MapOptions<I>,
 ): Promised<z.output<O>[]>;
-export function map(target: AnyTask | AnyWorkflow, inputs: Record<string, unknown>, opts: MapOptions<Shape> = {}): Promised<unknown> {
+export function map(
+  target: AnyTask | AnyWorkflow,
+  inputs: Record<string, unknown>,
+  opts: MapOptions<Shape> = {},
+): Promised<unknown> {
   const name = target.kind === "task" ? target.taskName : target.workflowName;
   const b = currentBuilder(`map(${name})`);
   if (target.kind !== "task" && target.kind !== "workflow") {
-    throw new TernError(ErrorCodes.COMPILE, `map() takes a task or a workflow`, { hint: "map(myTask, { x: list })" });
+    throw new TernError(ErrorCodes.COMPILE, `map() takes a task or a workflow`, {
+      hint: "map(myTask, { x: list })",
+    });
   }
   const mapped = b.namedInputs(inputs, `map(${name})`, Object.keys(target.inputSchemas));
   if (Object.keys(mapped).length === 0) {
@@ -77,12 +83,22 @@ export function map(target: AnyTask | AnyWorkflow, inputs: Record<string, unknow
   }
   const r = opts.minSuccessRatio;
   if (r !== undefined && (typeof r !== "number" || !(r >= 0 && r <= 1))) {
-    throw new TernError(ErrorCodes.COMPILE, `workflow "${b.workflow}": map(${name}) minSuccessRatio must be between 0 and 1`);
+    throw new TernError(
+      ErrorCodes.COMPILE,
+      `workflow "${b.workflow}": map(${name}) minSuccessRatio must be between 0 and 1`,
+    );
   }
   if (opts.concurrency !== undefined && !(Number.isInteger(opts.concurrency) && opts.concurrency > 0)) {
-    throw new TernError(ErrorCodes.COMPILE, `workflow "${b.workflow}": map(${name}) concurrency must be a positive integer`);
+    throw new TernError(
+      ErrorCodes.COMPILE,
+      `workflow "${b.workflow}": map(${name}) concurrency must be a positive integer`,
+    );
   }
-  return b.add({ kind: "map", target, inputs: mapped, options: { ...opts, bound: { ...(opts.bound ?? {}) } } }, `map_${name}`, opts.id);
+  return b.add(
+    { kind: "map", target, inputs: mapped, options: { ...opts, bound: { ...(opts.bound ?? {}) } } },
+    `map_${name}`,
+    opts.id,
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -114,17 +130,23 @@ export function builtCondition(c: Condition | Handle<boolean>): BuiltCondition {
 }
 
 /** `a == b` */
-export const eq = <T extends Scalar>(a: Operand<T>, b: Operand<T>): Condition => cond({ cmp: "eq", left: a, right: b });
+export const eq = <T extends Scalar>(a: Operand<T>, b: Operand<T>): Condition =>
+  cond({ cmp: "eq", left: a, right: b });
 /** `a != b` */
-export const ne = <T extends Scalar>(a: Operand<T>, b: Operand<T>): Condition => cond({ cmp: "ne", left: a, right: b });
+export const ne = <T extends Scalar>(a: Operand<T>, b: Operand<T>): Condition =>
+  cond({ cmp: "ne", left: a, right: b });
 /** `a > b` (numbers or strings) */
-export const gt = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition => cond({ cmp: "gt", left: a, right: b });
+export const gt = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition =>
+  cond({ cmp: "gt", left: a, right: b });
 /** `a >= b` */
-export const gte = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition => cond({ cmp: "gte", left: a, right: b });
+export const gte = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition =>
+  cond({ cmp: "gte", left: a, right: b });
 /** `a < b` */
-export const lt = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition => cond({ cmp: "lt", left: a, right: b });
+export const lt = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition =>
+  cond({ cmp: "lt", left: a, right: b });
 /** `a <= b` */
-export const lte = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition => cond({ cmp: "lte", left: a, right: b });
+export const lte = <T extends number | string>(a: Operand<T>, b: Operand<T>): Condition =>
+  cond({ cmp: "lte", left: a, right: b });
 /** The boolean is true. */
 export const isTrue = (h: Operand<boolean>): Condition => cond({ test: "true", operand: h });
 /** The boolean is false. */
@@ -134,7 +156,8 @@ export const isNull = (h: Handle<unknown>): Condition => cond({ test: "null", op
 /** The value is present. */
 export const isNotNull = (h: Handle<unknown>): Condition => cond({ test: "notnull", operand: h });
 /** Every condition holds. */
-export const and = (...cs: (Condition | Handle<boolean>)[]): Condition => cond({ and: cs.map(builtCondition) });
+export const and = (...cs: (Condition | Handle<boolean>)[]): Condition =>
+  cond({ and: cs.map(builtCondition) });
 /** Some condition holds. */
 export const or = (...cs: (Condition | Handle<boolean>)[]): Condition => cond({ or: cs.map(builtCondition) });
 /** The condition does not hold. */
@@ -144,13 +167,14 @@ export const not = (c: Condition | Handle<boolean>): Condition => cond({ not: bu
 // when
 
 /** What a handle, a value, or an object/array of them resolves to. */
-export type Resolved<R> = R extends Handle<infer V>
-  ? V
-  : R extends readonly (infer E)[]
-    ? Resolved<E>[]
-    : R extends object
-      ? { [K in keyof R]: Resolved<R[K]> }
-      : R;
+export type Resolved<R> =
+  R extends Handle<infer V>
+    ? V
+    : R extends readonly (infer E)[]
+      ? Resolved<E>[]
+      : R extends object
+        ? { [K in keyof R]: Resolved<R[K]> }
+        : R;
 
 export interface BranchBuilder<T> {
   /** Another case, tried when the earlier ones do not hold. */
@@ -189,7 +213,9 @@ export function when(c: Condition | Handle<boolean>): { then<R>(body: () => R): 
     const output = b.within(nodes, body);
     cases.push({ when, nodes, output });
   };
-  const finish = (elseCase: { nodes: import("./dsl.js").BuiltNode[]; output: unknown } | { fail: string } | undefined) => {
+  const finish = (
+    elseCase: { nodes: import("./dsl.js").BuiltNode[]; output: unknown } | { fail: string } | undefined,
+  ) => {
     ended = true;
     return b.add({ kind: "branch", cases, ...(elseCase ? { else: elseCase } : {}) }, "branch");
   };
@@ -214,6 +240,7 @@ export function when(c: Condition | Handle<boolean>): { then<R>(body: () => R): 
     },
   };
   return {
+    // biome-ignore lint/suspicious/noThenProperty: the API reads `when(c).then(…)`; workflow bodies are synchronous, never awaited.
     then(body) {
       addCase(c, body);
       return builder as never;
@@ -240,31 +267,53 @@ export const gate = {
   approve<T>(value: Handle<T>, opts: GateOptions = {}): Promised<T> {
     const b = currentBuilder("gate.approve()");
     const base = opts.name ?? "approve";
-    return b.add({ kind: "gate", gate: { kind: "approve", name: "", value }, timeout: opts.timeout }, base, opts.name) as Promised<T>;
+    return b.add(
+      { kind: "gate", gate: { kind: "approve", name: "", value }, timeout: opts.timeout },
+      base,
+      opts.name,
+    ) as Promised<T>;
   },
   /** Wait for a duration; the output is null. Order it with `after()`. */
   sleep(duration: Duration, opts: Omit<GateOptions, "timeout"> = {}): Promised<null> {
     const b = currentBuilder("gate.sleep()");
     const ms = parseDuration(duration, "gate.sleep duration");
-    return b.add({ kind: "gate", gate: { kind: "sleep", durationMs: ms } }, opts.name ?? "sleep", opts.name) as Promised<null>;
+    return b.add(
+      { kind: "gate", gate: { kind: "sleep", durationMs: ms } },
+      opts.name ?? "sleep",
+      opts.name,
+    ) as Promised<null>;
   },
   /**
    * Wait for a value someone gives (checked against `schema`).
    * @example const threshold = gate.input("threshold", z.number().min(0));
    */
-  input<S extends z.ZodType>(name: string, schema: S, opts: Omit<GateOptions, "name"> = {}): Promised<z.output<S>> {
+  input<S extends z.ZodType>(
+    name: string,
+    schema: S,
+    opts: Omit<GateOptions, "name"> = {},
+  ): Promised<z.output<S>> {
     const b = currentBuilder("gate.input()");
     if (!(schema instanceof z.ZodType)) {
-      throw new TernError(ErrorCodes.COMPILE, `gate.input("${name}") needs a zod schema`, { hint: `gate.input("${name}", z.number())` });
+      throw new TernError(ErrorCodes.COMPILE, `gate.input("${name}") needs a zod schema`, {
+        hint: `gate.input("${name}", z.number())`,
+      });
     }
-    return b.add({ kind: "gate", gate: { kind: "input", name, schema }, timeout: opts.timeout }, name, name) as Promised<z.output<S>>;
+    return b.add(
+      { kind: "gate", gate: { kind: "input", name, schema }, timeout: opts.timeout },
+      name,
+      name,
+    ) as Promised<z.output<S>>;
   },
 };
 
 // ---------------------------------------------------------------------------
 // dynamic
 
-export type DynamicBody<I extends Shape, O extends z.ZodType> = (inputs: TaskInputs<I>, ctx: TaskCtx) => unknown;
+/** A dynamic body: real inputs in; handles (or values) of the sub-DAG's output back. */
+export type DynamicBody<I extends Shape, O extends z.ZodType> = (
+  inputs: TaskInputs<I>,
+  ctx: TaskCtx,
+) => Bindable<z.input<O>> | Promise<Bindable<z.input<O>>>;
 
 /**
  * A dynamic workflow: its body runs at execution time with real input values and
@@ -279,7 +328,7 @@ export type DynamicBody<I extends Shape, O extends z.ZodType> = (inputs: TaskInp
  */
 export function dynamic<I extends Shape = {}, O extends z.ZodType = z.ZodVoid>(
   options: Omit<TaskOptions<I, O>, "type" | "custom">,
-  body: (inputs: TaskInputs<I>, ctx: TaskCtx) => Bindable<z.input<O>> | Promise<Bindable<z.input<O>>>,
+  body: DynamicBody<I, O>,
 ): TaskDef<I, O> {
   const def = task<I, O>({ ...options, type: "node" }, body as never);
   Object.defineProperty(def, "dynamic", { value: true });
@@ -333,19 +382,32 @@ export function launchPlan<I extends Shape, O extends z.ZodType>(
   ] as const) {
     for (const k of Object.keys(vals ?? {})) {
       if (!(k in wf.inputSchemas)) {
-        throw new TernError(ErrorCodes.DEFINITION, `launch plan "${name}": ${what} names "${k}", which is not an input of workflow "${wf.workflowName}"`, {
-          hint: `inputs are: ${Object.keys(wf.inputSchemas).join(", ") || "(none)"}`,
-        });
+        throw new TernError(
+          ErrorCodes.DEFINITION,
+          `launch plan "${name}": ${what} names "${k}", which is not an input of workflow "${wf.workflowName}"`,
+          {
+            hint: `inputs are: ${Object.keys(wf.inputSchemas).join(", ") || "(none)"}`,
+          },
+        );
       }
     }
   }
-  if (options.schedule && "every" in options.schedule) parseDuration(options.schedule.every, `schedule of launch plan "${name}"`);
+  if (options.schedule && "every" in options.schedule)
+    parseDuration(options.schedule.every, `schedule of launch plan "${name}"`);
   const def = ((inputs: Record<string, unknown>, opts?: { id?: string }) => {
     const b = currentBuilder(`launch plan "${name}"`);
     const args = b.namedInputs(inputs, `launch plan "${name}"`, Object.keys(wf.inputSchemas));
-    return b.add({ kind: "launchplan", launchPlan: def as unknown as LaunchPlanLike, inputs: args }, name, opts?.id);
+    return b.add(
+      { kind: "launchplan", launchPlan: def as unknown as LaunchPlanLike, inputs: args },
+      name,
+      opts?.id,
+    );
   }) as unknown as LaunchPlanDef<I, O>;
-  return markDefinition(def, "launchplan", { launchPlanName: name, workflow: wf, options: Object.freeze({ ...options }) });
+  return markDefinition(def, "launchplan", {
+    launchPlanName: name,
+    workflow: wf,
+    options: Object.freeze({ ...options }),
+  });
 }
 
 /** A cron schedule for {@link launchPlan}. */

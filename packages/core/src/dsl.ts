@@ -53,7 +53,9 @@ type IsPlainObject<T> = T extends readonly unknown[]
 
 /** A handle whose object fields are handles too. */
 export type Promised<T> = Handle<T> &
-  (IsPlainObject<NonNullable<T>> extends true ? { readonly [K in keyof NonNullable<T>]-?: Promised<NonNullable<T>[K]> } : unknown);
+  (IsPlainObject<NonNullable<T>> extends true
+    ? { readonly [K in keyof NonNullable<T>]-?: Promised<NonNullable<T>[K]> }
+    : unknown);
 
 /** What may be passed where a `T` is expected in a workflow body: a value, a handle, or an object/array of them. */
 export type Bindable<T> =
@@ -257,7 +259,9 @@ export interface WorkflowOptions<I extends Shape, O extends z.ZodType> {
   onFailure?: AnyTask;
 }
 
-export type WorkflowBody<I extends Shape, O extends z.ZodType> = (inputs: WorkflowInputs<I>) => Bindable<z.input<O>> | void;
+export type WorkflowBody<I extends Shape, O extends z.ZodType> = (
+  inputs: WorkflowInputs<I>,
+) => Bindable<z.input<O>> | void;
 
 export interface WorkflowDef<I extends Shape = Shape, O extends z.ZodType = z.ZodType> {
   /** Inside another workflow's body: run this workflow as one node (a subworkflow). */
@@ -285,7 +289,11 @@ export function isWorkflowDef(v: unknown): v is AnyWorkflow {
 }
 
 /** Mark a definition object with its kind (how `isTaskDef` and friends recognise it). */
-export function markDefinition<T extends object>(def: T, kind: "task" | "workflow" | "launchplan", props: Record<string, unknown>): T {
+export function markDefinition<T extends object>(
+  def: T,
+  kind: "task" | "workflow" | "launchplan",
+  props: Record<string, unknown>,
+): T {
   const descriptors: PropertyDescriptorMap = { [DEF_KIND]: { value: kind }, kind: { value: kind } };
   for (const [k, v] of Object.entries(props)) descriptors[k] = { value: v };
   return Object.defineProperties(def, descriptors);
@@ -300,9 +308,13 @@ const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
 function checkName(kind: string, name: unknown, site: CallSite): asserts name is string {
   if (typeof name !== "string" || !NAME_RE.test(name) || name.length > 200) {
-    throw new TernError(ErrorCodes.DEFINITION, `${kind} name ${JSON.stringify(name)} is not valid${where(site)}`, {
-      hint: "use letters, digits, _ . - (starting with a letter or _), at most 200 characters",
-    });
+    throw new TernError(
+      ErrorCodes.DEFINITION,
+      `${kind} name ${JSON.stringify(name)} is not valid${where(site)}`,
+      {
+        hint: "use letters, digits, _ . - (starting with a letter or _), at most 200 characters",
+      },
+    );
   }
 }
 
@@ -334,9 +346,13 @@ export function task<I extends Shape = {}, O extends z.ZodType = z.ZodVoid>(
   const callSite = captureCallSite();
   checkName("task", options?.name, callSite);
   if (typeof fn !== "function") {
-    throw new TernError(ErrorCodes.DEFINITION, `task "${options.name}" has no body function${where(callSite)}`, {
-      hint: "task({ name, inputs, output }, async (inputs, ctx) => { … })",
-    });
+    throw new TernError(
+      ErrorCodes.DEFINITION,
+      `task "${options.name}" has no body function${where(callSite)}`,
+      {
+        hint: "task({ name, inputs, output }, async (inputs, ctx) => { … })",
+      },
+    );
   }
   const def = ((inputs: CallInputs<I>, opts?: NodeOptions) => {
     const b = currentBuilder(`task "${options.name}"`);
@@ -375,7 +391,10 @@ export function workflow<I extends Shape = {}, O extends z.ZodType = z.ZodVoid>(
   const callSite = captureCallSite();
   checkName("workflow", options?.name, callSite);
   if (typeof body !== "function") {
-    throw new TernError(ErrorCodes.DEFINITION, `workflow "${options.name}" has no body function${where(callSite)}`);
+    throw new TernError(
+      ErrorCodes.DEFINITION,
+      `workflow "${options.name}" has no body function${where(callSite)}`,
+    );
   }
   let built: BuiltGraph | undefined;
   const def = ((inputs: CallInputs<I>, opts?: { id?: string }) => {
@@ -453,16 +472,33 @@ export type BuiltGate =
   | { kind: "input"; name: string; schema: z.ZodType };
 
 export type BuiltNode =
-  | (BuiltBase & { readonly kind: "task"; readonly task: AnyTask; readonly inputs: Record<string, unknown>; readonly options: NodeOptions })
-  | (BuiltBase & { readonly kind: "workflow"; readonly workflow: AnyWorkflow; readonly inputs: Record<string, unknown> })
-  | (BuiltBase & { readonly kind: "launchplan"; readonly launchPlan: LaunchPlanLike; readonly inputs: Record<string, unknown> })
+  | (BuiltBase & {
+      readonly kind: "task";
+      readonly task: AnyTask;
+      readonly inputs: Record<string, unknown>;
+      readonly options: NodeOptions;
+    })
+  | (BuiltBase & {
+      readonly kind: "workflow";
+      readonly workflow: AnyWorkflow;
+      readonly inputs: Record<string, unknown>;
+    })
+  | (BuiltBase & {
+      readonly kind: "launchplan";
+      readonly launchPlan: LaunchPlanLike;
+      readonly inputs: Record<string, unknown>;
+    })
   | (BuiltBase & {
       readonly kind: "map";
       readonly target: AnyTask | AnyWorkflow;
       readonly inputs: Record<string, unknown>;
       readonly options: MapNodeOptions;
     })
-  | (BuiltBase & { readonly kind: "branch"; readonly cases: BuiltCase[]; else?: { nodes: BuiltNode[]; output: unknown } | { fail: string } })
+  | (BuiltBase & {
+      readonly kind: "branch";
+      readonly cases: BuiltCase[];
+      else?: { nodes: BuiltNode[]; output: unknown } | { fail: string };
+    })
   | (BuiltBase & { readonly kind: "gate"; readonly gate: BuiltGate; readonly timeout?: Duration });
 
 type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
@@ -490,15 +526,23 @@ export class WorkflowBuilder {
   /** Check the argument of a call is an object of named inputs. */
   namedInputs(inputs: unknown, what: string, declared: string[]): Record<string, unknown> {
     if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs) || isHandle(inputs)) {
-      throw new TernError(ErrorCodes.COMPILE, `workflow "${this.workflow}": ${what} must be called with an object of named inputs`, {
-        hint: `${what.replace(/^\w+ "(.*)"$/, "$1")}({ ${declared.join(", ")} })`,
-      });
+      throw new TernError(
+        ErrorCodes.COMPILE,
+        `workflow "${this.workflow}": ${what} must be called with an object of named inputs`,
+        {
+          hint: `${what.replace(/^\w+ "(.*)"$/, "$1")}({ ${declared.join(", ")} })`,
+        },
+      );
     }
     return { ...(inputs as Record<string, unknown>) };
   }
 
   /** Add a node with the explicit id, or one made from `base`. */
-  add(node: DistributiveOmit<BuiltNode, "id" | "upstream">, base: string, explicit?: string): Promised<unknown> {
+  add(
+    node: DistributiveOmit<BuiltNode, "id" | "upstream">,
+    base: string,
+    explicit?: string,
+  ): Promised<unknown> {
     const id = explicit !== undefined ? this.explicitId(explicit) : this.freshId(base);
     const full = { ...node, id, upstream: new Set<string>() } as BuiltNode;
     for (const h of collectHandles(full)) this.checkOwn(h, id);
@@ -524,7 +568,10 @@ export class WorkflowBuilder {
 
   /** An unused node id: `base`, else `base-2`, `base-3`… */
   private freshId(base: string): string {
-    const clean = base.replace(/[^A-Za-z0-9_-]/g, "_").replace(/^([^A-Za-z_])/, "_$1").slice(0, 100);
+    const clean = base
+      .replace(/[^A-Za-z0-9_-]/g, "_")
+      .replace(/^([^A-Za-z_])/, "_$1")
+      .slice(0, 100);
     const n = this.counters.get(clean) ?? 0;
     this.counters.set(clean, n + 1);
     if (n === 0 && !this.ids.has(clean)) return clean;
@@ -568,7 +615,15 @@ export function collectHandles(v: unknown, out: Handle<unknown>[] = []): Handle<
   else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
     for (const [k, x] of Object.entries(v)) {
       // Definitions and nested node lists are not values of this node.
-      if (k === "task" || k === "workflow" || k === "launchPlan" || k === "target" || k === "nodes" || k === "schema") continue;
+      if (
+        k === "task" ||
+        k === "workflow" ||
+        k === "launchPlan" ||
+        k === "target" ||
+        k === "nodes" ||
+        k === "schema"
+      )
+        continue;
       collectHandles(x, out);
     }
   }
@@ -588,7 +643,12 @@ let asyncBodies = 0;
 
 /** The workflow (or dynamic) body being built, or a usage error naming `what` was called outside one. */
 export function currentBuilder(what: string): WorkflowBuilder {
-  const b = syncBuilders.length > 0 ? syncBuilders[syncBuilders.length - 1] : asyncBodies > 0 ? builderContext.getStore() : undefined;
+  const b =
+    syncBuilders.length > 0
+      ? syncBuilders[syncBuilders.length - 1]
+      : asyncBodies > 0
+        ? builderContext.getStore()
+        : undefined;
   if (!b) {
     throw new TernError(ErrorCodes.USAGE, `${what} was called outside a workflow body`, {
       hint: "call tasks inside workflow(…, (inputs) => …), or run one with `tern run <file> <task>` or run(task, inputs)",
@@ -624,10 +684,14 @@ function buildGraph(name: string, site: CallSite, body: (inputs: unknown) => unk
     output = withBuilder(b, () => body(b.inputsHandle()));
   } catch (e) {
     if (e instanceof TernError) throw e;
-    throw new TernError(ErrorCodes.DEFINITION, `workflow "${name}" body threw: ${(e as Error)?.message ?? e}${where(site)}`, {
-      hint: "a workflow body only calls tasks and returns handles; it runs once to build the graph",
-      cause: e,
-    });
+    throw new TernError(
+      ErrorCodes.DEFINITION,
+      `workflow "${name}" body threw: ${(e as Error)?.message ?? e}${where(site)}`,
+      {
+        hint: "a workflow body only calls tasks and returns handles; it runs once to build the graph",
+        cause: e,
+      },
+    );
   }
   if (output instanceof Promise) {
     // The body goes on running after its first await: its rejection must not surface
@@ -656,14 +720,21 @@ export function after(upstream: Handle<unknown> | Handle<unknown>[], ...downstre
     const di = handleInfo(d);
     const node = di.builder.node(di.node);
     if (!node) {
-      throw new TernError(ErrorCodes.COMPILE, `after(): "${di.node}" is not a node of workflow "${di.builder.workflow}"`, {
-        hint: "pass the handles returned by task calls",
-      });
+      throw new TernError(
+        ErrorCodes.COMPILE,
+        `after(): "${di.node}" is not a node of workflow "${di.builder.workflow}"`,
+        {
+          hint: "pass the handles returned by task calls",
+        },
+      );
     }
     for (const u of ups) {
       const ui = handleInfo(u);
       if (ui.node === "$inputs" || !ui.builder.node(ui.node)) {
-        throw new TernError(ErrorCodes.COMPILE, `after(): "${ui.node}" is not a node of workflow "${ui.builder.workflow}"`);
+        throw new TernError(
+          ErrorCodes.COMPILE,
+          `after(): "${ui.node}" is not a node of workflow "${ui.builder.workflow}"`,
+        );
       }
       di.builder.checkOwn(u, di.node);
       node.upstream.add(ui.node);
@@ -692,7 +763,13 @@ function captureCallSite(): CallSite {
         continue;
       }
     }
-    if (file.startsWith(CORE_DIR) || file.startsWith(CORE_SRC_DIR) || file.startsWith("node:") || !file.startsWith("/")) continue;
+    if (
+      file.startsWith(CORE_DIR) ||
+      file.startsWith(CORE_SRC_DIR) ||
+      file.startsWith("node:") ||
+      !file.startsWith("/")
+    )
+      continue;
     return { file, line: Number(m[2]), column: Number(m[3]) };
   }
   return {};

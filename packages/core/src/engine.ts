@@ -11,19 +11,16 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import type { BlobStore } from "./blob.js";
-import { type Catalog, cacheKey, type CacheProducer, stripLocal } from "./catalog.js";
 import { Attempt, type AttemptHost, type AttemptNode } from "./attempt.js";
+import type { BlobStore } from "./blob.js";
+import { type CacheProducer, type Catalog, cacheKey, stripLocal } from "./catalog.js";
 import type { Compiled } from "./compile.js";
 import { literalSchema, nodeDependencies } from "./compile.js";
 import type { Shape } from "./dsl.js";
+import { ErrorCodes, type ErrorDocument, TernError, toErrorDocument } from "./errors.js";
 import { offload } from "./execute/run-task.js";
-import { isTernRef } from "./types.js";
-import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "./errors.js";
 import type { Json } from "./json.js";
 import type { BackendPlugin, BackendRegistry, TaskContext, TaskPhase } from "./plugin.js";
-import { validateCompiledWorkflow, validatedHere } from "./spec.js";
-import { checkAssignable, describeSchema, type JsonSchema } from "./typecheck.js";
 import type {
   Backoff,
   Binding,
@@ -38,6 +35,9 @@ import type {
   TaskSpec,
   WorkflowSpec,
 } from "./spec.js";
+import { validateCompiledWorkflow, validatedHere } from "./spec.js";
+import { checkAssignable, describeSchema, type JsonSchema } from "./typecheck.js";
+import { isTernRef } from "./types.js";
 
 export type NodePhase = "not-ready" | TaskPhase | "retrying" | "skipped";
 export type ExecutionPhase = "running" | "succeeded" | "failed" | "aborted";
@@ -210,7 +210,10 @@ export class Engine {
   private readonly executions = new Set<Execution>();
   /** Cache keys being computed in this process (`serialize`). */
   readonly inflight = new Map<string, Promise<void>>();
-  private readonly pluginSlots = new Map<string, { inUse: number; waiters: (() => void)[]; nextLaunchAt: number }>();
+  private readonly pluginSlots = new Map<
+    string,
+    { inUse: number; waiters: (() => void)[]; nextLaunchAt: number }
+  >();
 
   constructor(opts: EngineOptions) {
     this.opts = {
@@ -225,10 +228,17 @@ export class Engine {
   }
 
   /** Start an execution; await `handle.result` for the outcome. */
-  start(compiled: Compiled | CompiledWorkflow, inputs: Record<string, unknown>, opts: StartOptions = {}): ExecutionHandle {
+  start(
+    compiled: Compiled | CompiledWorkflow,
+    inputs: Record<string, unknown>,
+    opts: StartOptions = {},
+  ): ExecutionHandle {
     const spec = "spec" in compiled ? compiled.spec : compiled;
     const schemas = opts.inputSchemas ?? ("spec" in compiled ? compiled.inputSchemas : undefined);
-    const ex = new Execution(this, spec, prepareInputs(spec, inputs, schemas), { ...opts, id: opts.id ?? newExecutionId() });
+    const ex = new Execution(this, spec, prepareInputs(spec, inputs, schemas), {
+      ...opts,
+      id: opts.id ?? newExecutionId(),
+    });
     this.executions.add(ex);
     ex.result.finally(() => this.executions.delete(ex));
     ex.begin();
@@ -236,7 +246,11 @@ export class Engine {
   }
 
   /** Run to the end. Invalid inputs or specs reject the promise (they never throw synchronously). */
-  async run(compiled: Compiled | CompiledWorkflow, inputs: Record<string, unknown> = {}, opts: StartOptions = {}): Promise<ExecutionResult> {
+  async run(
+    compiled: Compiled | CompiledWorkflow,
+    inputs: Record<string, unknown> = {},
+    opts: StartOptions = {},
+  ): Promise<ExecutionResult> {
     return this.start(compiled, inputs, opts).result;
   }
 
@@ -313,7 +327,11 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** Check names, fill defaults, validate with zod when the schemas are at hand. */
-function prepareInputs(spec: CompiledWorkflow, raw: Record<string, unknown>, schemas?: Shape): Record<string, unknown> {
+function prepareInputs(
+  spec: CompiledWorkflow,
+  raw: Record<string, unknown>,
+  schemas?: Shape,
+): Record<string, unknown> {
   const wf = spec.workflow;
   const declared = wf.interface.inputs;
   const out: Record<string, unknown> = {};
@@ -510,18 +528,17 @@ class Execution implements AttemptHost {
     // Every task type is checked before anything runs: a bad spec fails the start, not a node later.
     this.checkNodes(wf.nodes, new Set());
     if (wf.onFailure) this.pluginFor(this.taskSpec(wf.onFailure.task, wf.onFailure.id));
-    const self = this;
     this.handle = {
       id: this.id,
       result: this.result,
       events: this.events,
       logs: (node, attempt) => {
-        const n = self.byFq.get(node);
+        const n = this.byFq.get(node);
         if (!n) return [];
         return n.logs?.get(attempt ?? n.attempts) ?? [];
       },
-      abort: (reason) => self.abort(reason),
-      detach: (reason) => self.detach(reason),
+      abort: (reason) => this.abort(reason),
+      detach: (reason) => this.detach(reason),
     };
   }
 
@@ -530,7 +547,11 @@ class Execution implements AttemptHost {
 
   private taskSpec(key: string, node: string): TaskSpec {
     const t = this.tasks[key];
-    if (!t) throw new TernError(ErrorCodes.SPEC_INVALID, `node "${node}" references task "${key}", which the spec does not include`);
+    if (!t)
+      throw new TernError(
+        ErrorCodes.SPEC_INVALID,
+        `node "${node}" references task "${key}", which the spec does not include`,
+      );
     return t;
   }
 
@@ -566,7 +587,11 @@ class Execution implements AttemptHost {
           break;
         case "launchplan": {
           const lp = this.launchPlans[n.launchPlan];
-          if (!lp) throw new TernError(ErrorCodes.SPEC_INVALID, `node "${n.id}" references launch plan "${n.launchPlan}", which the spec does not include`);
+          if (!lp)
+            throw new TernError(
+              ErrorCodes.SPEC_INVALID,
+              `node "${n.id}" references launch plan "${n.launchPlan}", which the spec does not include`,
+            );
           this.checkWorkflow(`${lp.workflow.name}@${lp.workflow.version}`, n.id, seen);
           break;
         }
@@ -582,7 +607,11 @@ class Execution implements AttemptHost {
 
   private checkWorkflow(key: string, node: string, seen: Set<string>): void {
     const wf = this.subworkflows[key];
-    if (!wf) throw new TernError(ErrorCodes.SPEC_INVALID, `node "${node}" references workflow "${key}", which the spec does not include`);
+    if (!wf)
+      throw new TernError(
+        ErrorCodes.SPEC_INVALID,
+        `node "${node}" references workflow "${key}", which the spec does not include`,
+      );
     if (seen.has(key)) return;
     seen.add(key);
     this.checkNodes(wf.nodes, seen);
@@ -591,7 +620,14 @@ class Execution implements AttemptHost {
   // -------------------------------------------------------------------------
   // Building scopes
 
-  private makeScope(prefix: string, parent: Scope | undefined, inputs: Record<string, unknown> | undefined, specs: NodeSpec[], output: Binding, onComplete: (r: ScopeResult) => void): Scope {
+  private makeScope(
+    prefix: string,
+    parent: Scope | undefined,
+    inputs: Record<string, unknown> | undefined,
+    specs: NodeSpec[],
+    output: Binding,
+    onComplete: (r: ScopeResult) => void,
+  ): Scope {
     const scope = new Scope(prefix, parent, inputs, output, onComplete);
     for (const s of specs) {
       const n = this.makeNode(s, scope);
@@ -679,7 +715,10 @@ class Execution implements AttemptHost {
   }
 
   private inputResolver(s: NodeSpec, scope: Scope): () => Record<string, unknown> {
-    const inputs = s.kind === "task" || s.kind === "workflow" || s.kind === "launchplan" || s.kind === "map" ? s.inputs : undefined;
+    const inputs =
+      s.kind === "task" || s.kind === "workflow" || s.kind === "launchplan" || s.kind === "map"
+        ? s.inputs
+        : undefined;
     const keys = inputs ? Object.keys(inputs) : [];
     if (!inputs || keys.length === 0) return noInputs;
     const resolvers = keys.map((k) => this.compileBinding(inputs[k], scope));
@@ -700,7 +739,8 @@ class Execution implements AttemptHost {
     }
     if ("ref" in b) {
       const { node, path } = b.ref;
-      if (node === "$inputs") return path.length === 0 ? () => scope.inputs : () => getPath(scope.inputs, path);
+      if (node === "$inputs")
+        return path.length === 0 ? () => scope.inputs : () => getPath(scope.inputs, path);
       if (node === "$error") return () => getPath(this.failureInfo(), path);
       if (node === "$execution") return () => getPath(this.executionInfo(), path);
       const src = scope.find(node);
@@ -747,7 +787,14 @@ class Execution implements AttemptHost {
   setPhase(n: TaskRun, phase: NodePhase, extra?: Partial<ExecutionEvent>): void {
     n.phase = phase;
     if (n.quiet || this.detached) return;
-    const ev: ExecutionEvent = { seq: ++this.seq, at: Date.now(), execution: this.id, node: n.fqId, phase, attempt: n.attempts || undefined };
+    const ev: ExecutionEvent = {
+      seq: ++this.seq,
+      at: Date.now(),
+      execution: this.id,
+      node: n.fqId,
+      phase,
+      attempt: n.attempts || undefined,
+    };
     if (extra) Object.assign(ev, extra);
     this.events.push(ev);
     this.opts.onEvent?.(ev);
@@ -757,7 +804,11 @@ class Execution implements AttemptHost {
     return this.engine.acquireSlot(p, onWait, signal);
   }
 
-  report(n: AttemptNode, phase: TaskPhase | "waiting-for-resources" | "initializing", extra?: Record<string, unknown>): void {
+  report(
+    n: AttemptNode,
+    phase: TaskPhase | "waiting-for-resources" | "initializing",
+    extra?: Record<string, unknown>,
+  ): void {
     this.setPhase(n as TaskRun, phase, extra as Partial<ExecutionEvent>);
   }
 
@@ -775,7 +826,10 @@ class Execution implements AttemptHost {
           this.schedule();
         },
         (e) => {
-          this.failure = { ...toErrorDocument(e, "user"), message: `storing the execution's input files failed: ${(e as Error).message}` };
+          this.failure = {
+            ...toErrorDocument(e, "user"),
+            message: `storing the execution's input files failed: ${(e as Error).message}`,
+          };
           void this.finish();
         },
       );
@@ -832,18 +886,20 @@ class Execution implements AttemptHost {
   private completeScope(scope: Scope): void {
     if (scope.completed) return;
     scope.completed = true;
-    if (scope.failed) return scope.onComplete({ ok: false, error: scope.failed.error, aborted: false });
+    scope.onComplete(this.scopeResult(scope));
+  }
+
+  private scopeResult(scope: Scope): ScopeResult {
+    if (scope.failed) return { ok: false, error: scope.failed.error, aborted: false };
     const unfinished = scope.nodes.find((n) => n.phase !== "succeeded" && n.phase !== "skipped");
     if (unfinished || (this.halted && scope.nodes.some((n) => n.phase === "skipped"))) {
-      return scope.onComplete({ ok: false, error: unfinished?.error, aborted: true });
+      return { ok: false, error: unfinished?.error, aborted: true };
     }
-    let outputs: unknown;
     try {
-      outputs = this.compileBinding(scope.output, scope)();
+      return { ok: true, outputs: this.compileBinding(scope.output, scope)() ?? null };
     } catch (e) {
-      return scope.onComplete({ ok: false, error: toErrorDocument(e, "system"), aborted: false });
+      return { ok: false, error: toErrorDocument(e, "system"), aborted: false };
     }
-    scope.onComplete({ ok: true, outputs: outputs ?? null });
   }
 
   private pump(): void {
@@ -933,7 +989,10 @@ class Execution implements AttemptHost {
     if (n.phase === "failed") {
       scope.failed ??= n;
       if (!this.failure) {
-        this.failure = { ...(n.error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "failed" }), node: n.error?.details?.node as string | undefined ?? n.fqId };
+        this.failure = {
+          ...(n.error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "failed" }),
+          node: (n.error?.details?.node as string | undefined) ?? n.fqId,
+        };
         if (this.spec.workflow.failurePolicy === "fail-fast") this.failFast();
       }
     }
@@ -946,7 +1005,8 @@ class Execution implements AttemptHost {
             break;
           }
         }
-        if (bad || this.halted) this.skip(d, bad ? `upstream node "${bad.fqId}" ${bad.phase}` : "execution ended");
+        if (bad || this.halted)
+          this.skip(d, bad ? `upstream node "${bad.fqId}" ${bad.phase}` : "execution ended");
         else this.ready.push(d);
       }
     }
@@ -1006,7 +1066,8 @@ class Execution implements AttemptHost {
   }
 
   private async rootDone(r: ScopeResult): Promise<void> {
-    if (!r.ok && this.phase !== "aborted" && this.spec.workflow.onFailure) await this.runFailureHandler(this.spec.workflow.onFailure);
+    if (!r.ok && this.phase !== "aborted" && this.spec.workflow.onFailure)
+      await this.runFailureHandler(this.spec.workflow.onFailure);
     await this.finish(r.ok ? r.outputs : undefined);
   }
 
@@ -1014,7 +1075,9 @@ class Execution implements AttemptHost {
   private async runFailureHandler(spec: TaskNode): Promise<void> {
     this.ac = new AbortController();
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    await this.runScope((done) => this.makeScope("", this.root, undefined, [spec], { literal: null }, done)).catch(() => undefined);
+    await this.runScope((done) =>
+      this.makeScope("", this.root, undefined, [spec], { literal: null }, done),
+    ).catch(() => undefined);
   }
 
   private async finish(outputs?: unknown): Promise<void> {
@@ -1041,9 +1104,24 @@ class Execution implements AttemptHost {
     const failedNode = this.allNodes.find((n) => n.phase === "failed");
     let result: ExecutionResult;
     if (this.phase === "aborted") {
-      result = { id: this.id, phase: "aborted", error: this.failure, nodes, startedAt: this.startedAt, endedAt };
+      result = {
+        id: this.id,
+        phase: "aborted",
+        error: this.failure,
+        nodes,
+        startedAt: this.startedAt,
+        endedAt,
+      };
     } else if (this.failure || failedNode || outputs === undefined) {
-      const error = this.failure ?? (failedNode?.error ? { ...failedNode.error, node: failedNode.fqId } : { code: ErrorCodes.SYSTEM, kind: "system" as const, message: "the execution ended without outputs" });
+      const error =
+        this.failure ??
+        (failedNode?.error
+          ? { ...failedNode.error, node: failedNode.fqId }
+          : {
+              code: ErrorCodes.SYSTEM,
+              kind: "system" as const,
+              message: "the execution ended without outputs",
+            });
       result = { id: this.id, phase: "failed", error, nodes, startedAt: this.startedAt, endedAt };
     } else {
       result = { id: this.id, phase: "succeeded", outputs, nodes, startedAt: this.startedAt, endedAt };
@@ -1074,7 +1152,11 @@ class Execution implements AttemptHost {
         return DONE;
       }
       n.recovered = true;
-      this.setPhase(n, "succeeded", { recovered: true, outputs: reused.outputs, ...this.firstEventFields(n) });
+      this.setPhase(n, "succeeded", {
+        recovered: true,
+        outputs: reused.outputs,
+        ...this.firstEventFields(n),
+      });
       return DONE;
     }
     this.setPhase(n, "queued", this.firstEventFields(n));
@@ -1129,15 +1211,13 @@ class Execution implements AttemptHost {
       const owner = `${this.id}/${n.fqId}`;
       if (catalog.acquire && !(await catalog.acquire(key, owner, this.engine.opts.cacheLeaseTtlMs))) {
         await sleep(100, this.ac.signal);
-        if (this.ac.signal.aborted) return this.setPhase(n, "aborted", { message: String(this.ac.signal.reason) });
+        if (this.ac.signal.aborted)
+          return this.setPhase(n, "aborted", { message: String(this.ac.signal.reason) });
         if (await this.cacheHit(n, key)) return;
         continue;
       }
       let done!: () => void;
-      this.engine.inflight.set(
-        key,
-        new Promise<void>((r) => (done = r)),
-      );
+      this.engine.inflight.set(key, new Promise<void>((r) => (done = r)));
       try {
         if (await this.cacheHit(n, key)) return;
         return await this.runAttempts(n, inputs, key, cache);
@@ -1159,7 +1239,12 @@ class Execution implements AttemptHost {
   }
 
   /** Attempts until success, a spent retry budget, or a stop. Ends with `n.phase` terminal. */
-  private async runAttempts(n: TaskRun, inputs: Record<string, unknown>, key?: string, cache?: CachePolicy): Promise<void> {
+  private async runAttempts(
+    n: TaskRun,
+    inputs: Record<string, unknown>,
+    key?: string,
+    cache?: CachePolicy,
+  ): Promise<void> {
     const status = await this.attemptUntilDone(n, inputs);
     if (status === undefined) return;
     n.outputs = status;
@@ -1201,7 +1286,11 @@ class Execution implements AttemptHost {
         this.setPhase(n, "aborted", { message: status.message });
         return undefined;
       }
-      const err: ErrorDocument = status.error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: status.message ?? "failed" };
+      const err: ErrorDocument = status.error ?? {
+        code: ErrorCodes.SYSTEM,
+        kind: "system",
+        message: status.message ?? "failed",
+      };
       const system = err.kind === "system" || status.preempted === true;
       if (system) n.systemFailures++;
       else n.userFailures++;
@@ -1211,7 +1300,11 @@ class Execution implements AttemptHost {
         this.setPhase(n, "failed", { error: err });
         return undefined;
       }
-      const delay = backoffDelay(retries.backoff, system ? n.systemFailures : n.userFailures, this.engine.opts.random);
+      const delay = backoffDelay(
+        retries.backoff,
+        system ? n.systemFailures : n.userFailures,
+        this.engine.opts.random,
+      );
       this.setPhase(n, "retrying", { error: err, retryInMs: delay });
       await sleep(delay, this.ac.signal);
     }
@@ -1230,7 +1323,12 @@ class Execution implements AttemptHost {
       });
     } catch (e) {
       // The node succeeded; failing to cache it must not fail the execution.
-      if (!n.quiet) this.emit({ node: n.fqId, phase: "running", message: `could not write the cache: ${(e as Error).message}` });
+      if (!n.quiet)
+        this.emit({
+          node: n.fqId,
+          phase: "running",
+          message: `could not write the cache: ${(e as Error).message}`,
+        });
     }
   }
 
@@ -1274,14 +1372,19 @@ class Execution implements AttemptHost {
       Object.assign(this.launchPlans, sub.launchPlans ?? {});
       this.checkNodes(sub.workflow.nodes, new Set());
     } catch (e) {
-      n.error = { ...toErrorDocument(e, "user"), message: `dynamic "${n.task.id.name}" built a sub-DAG that cannot run: ${(e as Error).message}` };
+      n.error = {
+        ...toErrorDocument(e, "user"),
+        message: `dynamic "${n.task.id.name}" built a sub-DAG that cannot run: ${(e as Error).message}`,
+      };
       this.setPhase(n, "failed", { error: n.error });
       return;
     }
     const count = countNodes(sub.workflow.nodes);
     this.setPhase(n, "running", { expanded: count, message: `expanded into ${count} nodes` });
     this.releaseSlot(n);
-    const r = await this.runScope((done) => this.makeScope(`${n.fqId}/`, undefined, {}, sub.workflow.nodes, sub.workflow.output, done));
+    const r = await this.runScope((done) =>
+      this.makeScope(`${n.fqId}/`, undefined, {}, sub.workflow.nodes, sub.workflow.output, done),
+    );
     this.endFromScope(n, r);
     if (r.ok && key && cache) await this.remember(n, key, cache);
   }
@@ -1298,7 +1401,9 @@ class Execution implements AttemptHost {
     }
     this.setPhase(n, "running");
     this.releaseSlot(n);
-    const r = await this.runScope((done) => this.makeScope(`${n.fqId}/`, undefined, inputs, wf.nodes, wf.output, done));
+    const r = await this.runScope((done) =>
+      this.makeScope(`${n.fqId}/`, undefined, inputs, wf.nodes, wf.output, done),
+    );
     this.endFromScope(n, r);
   }
 
@@ -1330,11 +1435,15 @@ class Execution implements AttemptHost {
       return;
     }
     this.setPhase(n, "running", { childExecution: child.id, message: `child execution ${child.id}` });
-    const onAbort = () => (this.detached ? child.detach("parent execution handed over") : void child.abort("parent execution stopped"));
+    const onAbort = () =>
+      this.detached
+        ? child.detach("parent execution handed over")
+        : void child.abort("parent execution stopped");
     this.ac.signal.addEventListener("abort", onAbort, { once: true });
     const r = await child.result;
     this.ac.signal.removeEventListener("abort", onAbort);
-    if (r.phase === "succeeded") this.endFromScope(n, { ok: true, outputs: r.outputs }, { childExecution: child.id });
+    if (r.phase === "succeeded")
+      this.endFromScope(n, { ok: true, outputs: r.outputs }, { childExecution: child.id });
     else this.endFromScope(n, { ok: false, error: r.error, aborted: r.phase === "aborted" });
   }
 
@@ -1354,15 +1463,22 @@ class Execution implements AttemptHost {
       for (const x of scope.nodes) this.skip(x, why);
     };
     s.cases.forEach((c, i) => {
-      if (i !== chosen) skipCase(c.nodes, `branch "${n.fqId}" took ${chosen >= 0 ? `case ${chosen + 1}` : "no case"}`);
+      if (i !== chosen)
+        skipCase(c.nodes, `branch "${n.fqId}" took ${chosen >= 0 ? `case ${chosen + 1}` : "no case"}`);
     });
     const elseCase = s.else;
     if (chosen < 0 && elseCase && "fail" in elseCase) {
-      n.error = { code: ErrorCodes.BRANCH_FAILED, kind: "user", message: `branch "${n.fqId}": ${elseCase.fail}`, details: { node: n.fqId } };
+      n.error = {
+        code: ErrorCodes.BRANCH_FAILED,
+        kind: "user",
+        message: `branch "${n.fqId}": ${elseCase.fail}`,
+        details: { node: n.fqId },
+      };
       this.setPhase(n, "failed", { error: n.error });
       return;
     }
-    if (chosen >= 0 && elseCase && "nodes" in elseCase) skipCase(elseCase.nodes, `branch "${n.fqId}" took case ${chosen + 1}`);
+    if (chosen >= 0 && elseCase && "nodes" in elseCase)
+      skipCase(elseCase.nodes, `branch "${n.fqId}" took case ${chosen + 1}`);
     const taken = chosen >= 0 ? s.cases[chosen] : elseCase && "nodes" in elseCase ? elseCase : undefined;
     if (!taken) {
       n.outputs = null;
@@ -1370,7 +1486,9 @@ class Execution implements AttemptHost {
       return;
     }
     this.setPhase(n, "running", { message: chosen >= 0 ? `case ${chosen + 1}` : "else" });
-    const r = await this.runScope((done) => this.makeScope(n.scope.prefix, n.scope, undefined, taken.nodes, taken.output, done));
+    const r = await this.runScope((done) =>
+      this.makeScope(n.scope.prefix, n.scope, undefined, taken.nodes, taken.output, done),
+    );
     this.endFromScope(n, r);
   }
 
@@ -1415,7 +1533,10 @@ class Execution implements AttemptHost {
   private async runGate(n: NodeRt, s: GateNode): Promise<void> {
     const g = s.gate;
     this.setPhase(n, "running", {
-      message: g.kind === "sleep" ? `sleeping ${g.durationMs} ms` : `waiting for ${g.kind === "approve" ? "approval" : "input"} "${g.name}"`,
+      message:
+        g.kind === "sleep"
+          ? `sleeping ${g.durationMs} ms`
+          : `waiting for ${g.kind === "approve" ? "approval" : "input"} "${g.name}"`,
     });
     this.releaseSlot(n);
     const stop = new AbortController();
@@ -1435,7 +1556,10 @@ class Execution implements AttemptHost {
           code: ErrorCodes.SIGNAL_MISSING,
           kind: "user",
           message: `gate "${n.fqId}" is waiting for ${g.kind === "approve" ? "an approval" : "a value"}, and nothing can give it`,
-          hint: g.kind === "approve" ? `run again with --signal ${g.name}=true (or =false to reject)` : `run again with --signal ${g.name}=<value>`,
+          hint:
+            g.kind === "approve"
+              ? `run again with --signal ${g.name}=true (or =false to reject)`
+              : `run again with --signal ${g.name}=<value>`,
           details: { node: n.fqId },
         };
         return this.setPhase(n, "failed", { error: n.error });
@@ -1451,12 +1575,21 @@ class Execution implements AttemptHost {
       const timeout = s.timeoutMs;
       const outcome = await Promise.race<SignalAnswer | "timeout" | "stopped">([
         answer,
-        new Promise<"stopped">((r) => stop.signal.addEventListener("abort", () => r("stopped"), { once: true })),
-        ...(timeout ? [new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeout)))] : []),
+        new Promise<"stopped">((r) =>
+          stop.signal.addEventListener("abort", () => r("stopped"), { once: true }),
+        ),
+        ...(timeout
+          ? [new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeout)))]
+          : []),
       ]);
       if (outcome === "stopped") return this.setPhase(n, "aborted", { message: String(stop.signal.reason) });
       if (outcome === "timeout") {
-        n.error = { code: ErrorCodes.TIMEOUT, kind: "user", message: `gate "${n.fqId}" got no signal within ${timeout} ms`, details: { node: n.fqId } };
+        n.error = {
+          code: ErrorCodes.TIMEOUT,
+          kind: "user",
+          message: `gate "${n.fqId}" got no signal within ${timeout} ms`,
+          details: { node: n.fqId },
+        };
         return this.setPhase(n, "failed", { error: n.error });
       }
       if (g.kind === "approve") {
@@ -1470,7 +1603,10 @@ class Execution implements AttemptHost {
           return this.setPhase(n, "failed", { error: n.error });
         }
         n.outputs = value;
-        return this.setPhase(n, "succeeded", { outputs: value, message: `approved${outcome.by ? ` by ${outcome.by}` : ""}` });
+        return this.setPhase(n, "succeeded", {
+          outputs: value,
+          message: `approved${outcome.by ? ` by ${outcome.by}` : ""}`,
+        });
       }
       const problem = signalProblem(outcome.value, g.schema as JsonSchema);
       if (problem !== undefined) {
@@ -1513,10 +1649,14 @@ class Execution implements AttemptHost {
       }
       lists = Object.entries(mapped).map(([k, v]) => {
         if (!Array.isArray(v)) {
-          throw new TernError(ErrorCodes.INPUT_INVALID, `map "${n.fqId}": input "${k}" is not a list (got ${v === null ? "null" : typeof v})`, {
-            hint: "map over lists; give other inputs whole through bound",
-            details: { node: n.fqId, input: k },
-          });
+          throw new TernError(
+            ErrorCodes.INPUT_INVALID,
+            `map "${n.fqId}": input "${k}" is not a list (got ${v === null ? "null" : typeof v})`,
+            {
+              hint: "map over lists; give other inputs whole through bound",
+              details: { node: n.fqId, input: k },
+            },
+          );
         }
         return [k, v] as [string, unknown[]];
       });
@@ -1549,7 +1689,9 @@ class Execution implements AttemptHost {
       }
     };
     const isTask = "task" in s.target;
-    const itemTask = isTask ? this.withOverrides(this.taskSpec((s.target as { task: string }).task, n.fqId), s.overrides) : undefined;
+    const itemTask = isTask
+      ? this.withOverrides(this.taskSpec((s.target as { task: string }).task, n.fqId), s.overrides)
+      : undefined;
     const itemPlugin = itemTask ? this.pluginFor(itemTask) : undefined;
     const wf = isTask ? undefined : this.subworkflows[(s.target as { workflow: string }).workflow];
     const itemInputs = (i: number): Record<string, unknown> => {
@@ -1562,7 +1704,11 @@ class Execution implements AttemptHost {
     const recordFailure = (i: number, error: ErrorDocument | undefined) => {
       items.failed++;
       const failures = (items.failures ??= []);
-      if (failures.length < MAX_MAP_FAILURES_KEPT) failures.push({ index: i, error: error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "failed" } });
+      if (failures.length < MAX_MAP_FAILURES_KEPT)
+        failures.push({
+          index: i,
+          error: error ?? { code: ErrorCodes.SYSTEM, kind: "system", message: "failed" },
+        });
       if (items.failed > tolerated) stopped = true;
     };
     const runOne = async (i: number): Promise<void> => {
@@ -1598,7 +1744,9 @@ class Execution implements AttemptHost {
           const inputs = withDefaults(wf!, itemInputs(i));
           // A subworkflow item runs its own nodes (with events); the slot is the map's share.
           this.releaseSlot(item);
-          const r = await this.runScope((done) => this.makeScope(`${n.fqId}[${i}]/`, undefined, inputs, wf!.nodes, wf!.output, done));
+          const r = await this.runScope((done) =>
+            this.makeScope(`${n.fqId}[${i}]/`, undefined, inputs, wf!.nodes, wf!.output, done),
+          );
           if (r.ok) {
             outputs[i] = r.outputs;
             items.succeeded++;
@@ -1619,10 +1767,12 @@ class Execution implements AttemptHost {
       while (!stopped && !this.halted && next < total) {
         if (!turn && ++sinceTurn >= MAP_ITEMS_PER_TURN) {
           sinceTurn = 0;
-          turn = new Promise<void>((resolve) => setImmediate(() => {
-            turn = undefined;
-            resolve();
-          }));
+          turn = new Promise<void>((resolve) =>
+            setImmediate(() => {
+              turn = undefined;
+              resolve();
+            }),
+          );
         }
         if (turn) {
           await turn;
@@ -1668,7 +1818,8 @@ const signalSchemas = new WeakMap<object, z.ZodType | null>();
  */
 function signalProblem(value: unknown, schema: JsonSchema): string | undefined {
   if (value === undefined) return "";
-  let zs: z.ZodType | null | undefined = typeof schema === "object" && schema ? signalSchemas.get(schema) : undefined;
+  let zs: z.ZodType | null | undefined =
+    typeof schema === "object" && schema ? signalSchemas.get(schema) : undefined;
   if (zs === undefined && typeof schema === "object" && schema) {
     try {
       zs = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
@@ -1708,7 +1859,9 @@ function withDefaults(wf: WorkflowSpec, given: Record<string, unknown>): Record<
     if (out[k] !== undefined) continue;
     if (s.default !== undefined) out[k] = s.default;
     else if (!s.optional) {
-      throw new TernError(ErrorCodes.INPUT_INVALID, `workflow "${wf.id.name}" needs input "${k}"`, { details: { input: k } });
+      throw new TernError(ErrorCodes.INPUT_INVALID, `workflow "${wf.id.name}" needs input "${k}"`, {
+        details: { input: k },
+      });
     }
   }
   return out;

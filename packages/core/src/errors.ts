@@ -72,7 +72,13 @@ export class TernError extends Error {
   }
 
   toJSON(): ErrorDocument {
-    return { code: this.code, kind: this.kind, message: this.message, hint: this.hint, details: this.details };
+    return {
+      code: this.code,
+      kind: this.kind,
+      message: this.message,
+      hint: this.hint,
+      details: this.details,
+    };
   }
 }
 
@@ -88,7 +94,10 @@ export interface ErrorDocument {
 }
 
 export function isTernError(e: unknown): e is TernError {
-  return e instanceof TernError || (typeof e === "object" && e !== null && (e as { name?: unknown }).name === "TernError");
+  return (
+    e instanceof TernError ||
+    (typeof e === "object" && e !== null && (e as { name?: unknown }).name === "TernError")
+  );
 }
 
 /** Turn anything thrown into an error document, keeping the user's stack for logs. */
@@ -106,7 +115,11 @@ export function toErrorDocument(e: unknown, fallbackKind: ErrorKind = "user"): E
 }
 
 export function errorFromDocument(doc: ErrorDocument): TernError {
-  const err = new TernError(doc.code as ErrorCode, doc.message, { hint: doc.hint, kind: doc.kind, details: doc.details });
+  const err = new TernError(doc.code as ErrorCode, doc.message, {
+    hint: doc.hint,
+    kind: doc.kind,
+    details: doc.details,
+  });
   if (doc.stack) err.stack = doc.stack;
   return err;
 }

@@ -17,36 +17,42 @@
  *
  * @module
  */
+// tsyringe needs the Reflect polyfill before it loads: keep this import first.
+import "reflect-metadata";
+
+export { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
+export { type BlobStore, digestPath, LocalBlobStore, putContent } from "./blob.js";
+export { type Bundle, bundleEntry, bundlePath, findProjectRoot, importBundle } from "./bundle.js";
 export {
-  after,
-  type AnyTask,
-  type AnyWorkflow,
-  type BackoffOptions,
-  type Bindable,
-  type CacheOptions,
-  type CallInputs,
-  type CallSite,
-  definedTasks,
-  definitionKind,
-  type Handle,
-  isTaskDef,
-  isWorkflowDef,
-  type NodeOptions,
-  type Promised,
-  type RetryOptions,
-  type Shape,
-  task,
-  type TaskBody,
-  type TaskCtx,
-  type TaskDef,
-  type TaskInputs,
-  type TaskOptions,
-  workflow,
-  type WorkflowBody,
-  type WorkflowDef,
-  type WorkflowInputs,
-  type WorkflowOptions,
-} from "./dsl.js";
+  type CacheProducer,
+  type Catalog,
+  type CatalogEntry,
+  type CatalogFilter,
+  cacheKey,
+  DiskCatalog,
+  type DiskCatalogOptions,
+  MemoryCatalog,
+  stripLocal,
+} from "./catalog.js";
+export {
+  type CodeVersionOptions,
+  clearCodeVersionCache,
+  codeVersion,
+  prepareCodeVersions,
+} from "./code-version.js";
+export {
+  type Compiled,
+  type CompileOptions,
+  compile,
+  compileDynamic,
+  compileLaunchPlan,
+  DEFAULT_DOMAIN,
+  DEFAULT_PROJECT,
+  interfaceOf,
+  launchPlanSpec,
+  literalSchema,
+  nodeDependencies,
+} from "./compile.js";
 export {
   and,
   type BranchBuilder,
@@ -54,9 +60,9 @@ export {
   cron,
   type DynamicBody,
   dynamic,
+  type ExecutionInfo,
   eq,
   every,
-  type ExecutionInfo,
   executionInfo,
   type FailureInfo,
   failureInfo,
@@ -83,24 +89,37 @@ export {
   type Resolved,
   when,
 } from "./control.js";
-export { dataframe, dir, file, isTernRef, readDataFrame, t, type TernDataFrame, type TernDir, type TernFile, toJsonSchema } from "./types.js";
-export { type Duration, parseDuration } from "./duration.js";
 export {
-  type Compiled,
-  type CompileOptions,
-  compile,
-  compileDynamic,
-  compileLaunchPlan,
-  DEFAULT_DOMAIN,
-  DEFAULT_PROJECT,
-  interfaceOf,
-  launchPlanSpec,
-  literalSchema,
-  nodeDependencies,
-} from "./compile.js";
-export * from "./spec.js";
-export { checkAssignable, describeSchema, type Incompatibility, type JsonSchema } from "./typecheck.js";
-export { clearCodeVersionCache, codeVersion, type CodeVersionOptions, prepareCodeVersions } from "./code-version.js";
+  type AnyTask,
+  type AnyWorkflow,
+  after,
+  type BackoffOptions,
+  type Bindable,
+  type CacheOptions,
+  type CallInputs,
+  type CallSite,
+  definedTasks,
+  definitionKind,
+  type Handle,
+  isTaskDef,
+  isWorkflowDef,
+  type NodeOptions,
+  type Promised,
+  type RetryOptions,
+  type Shape,
+  type TaskBody,
+  type TaskCtx,
+  type TaskDef,
+  type TaskInputs,
+  type TaskOptions,
+  task,
+  type WorkflowBody,
+  type WorkflowDef,
+  type WorkflowInputs,
+  type WorkflowOptions,
+  workflow,
+} from "./dsl.js";
+export { type Duration, parseDuration } from "./duration.js";
 export {
   backoffDelay,
   Engine,
@@ -110,9 +129,9 @@ export {
   type ExecutionPhase,
   type ExecutionResult,
   type MapItems,
-  newExecutionId,
   type NodePhase,
   type NodeSummary,
+  newExecutionId,
   type ResumedNode,
   type SignalAnswer,
   type SignalProvider,
@@ -120,14 +139,25 @@ export {
   type StartOptions,
 } from "./engine.js";
 export {
+  type ErrorCode,
+  ErrorCodes,
+  type ErrorDocument,
+  type ErrorKind,
+  errorFromDocument,
+  isTernError,
+  TernError,
+  toErrorDocument,
+} from "./errors.js";
+export { canonicalJson, type Json, type JsonObject } from "./json.js";
+export {
   BACKEND_CONFIG,
   BACKEND_PLUGIN,
   type BackendConfig,
   type BackendLimits,
   type BackendPlugin,
   BackendRegistry,
-  checkContractVersion,
   CONTRACT_VERSION,
+  checkContractVersion,
   definePlugin,
   type LogLink,
   type TaskContext,
@@ -136,22 +166,31 @@ export {
   type TaskStatus,
   type TernPlugin,
 } from "./plugin.js";
-export { createContainer, createToken, type DependencyContainer, inject, injectable, isProvided, provide, resolve, resolveAll, type Token } from "./tokens.js";
-export { type BlobStore, digestPath, LocalBlobStore, putContent } from "./blob.js";
-export {
-  type Catalog,
-  type CatalogEntry,
-  type CatalogFilter,
-  type CacheProducer,
-  cacheKey,
-  DiskCatalog,
-  type DiskCatalogOptions,
-  MemoryCatalog,
-  stripLocal,
-} from "./catalog.js";
-export { type Bundle, bundleEntry, bundlePath, findProjectRoot, importBundle } from "./bundle.js";
-export { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
 export { createEngine, DefinitionIndex, type LocalEngine, type LocalEngineOptions, run } from "./runtime.js";
-export { type ErrorCode, ErrorCodes, type ErrorDocument, type ErrorKind, errorFromDocument, isTernError, TernError, toErrorDocument } from "./errors.js";
-export { validateValue, type ValueProblem } from "./validate-value.js";
-export { canonicalJson, type Json, type JsonObject } from "./json.js";
+export * from "./spec.js";
+export {
+  createContainer,
+  createToken,
+  type DependencyContainer,
+  inject,
+  injectable,
+  isProvided,
+  provide,
+  resolve,
+  resolveAll,
+  type Token,
+} from "./tokens.js";
+export { checkAssignable, describeSchema, type Incompatibility, type JsonSchema } from "./typecheck.js";
+export {
+  dataframe,
+  dir,
+  file,
+  isTernRef,
+  readDataFrame,
+  type TernDataFrame,
+  type TernDir,
+  type TernFile,
+  t,
+  toJsonSchema,
+} from "./types.js";
+export { type ValueProblem, validateValue } from "./validate-value.js";

@@ -149,7 +149,9 @@ export function checkContractVersion(name: string, version: string | undefined):
     throw new TernError(
       ErrorCodes.PLUGIN_VERSION,
       `plugin "${name}" implements backend contract ${version}, but this @tern/core implements ${CONTRACT_VERSION}`,
-      { hint: `install a version of "${name}" built for @tern/core with contract ${major(CONTRACT_VERSION)}.x` },
+      {
+        hint: `install a version of "${name}" built for @tern/core with contract ${major(CONTRACT_VERSION)}.x`,
+      },
     );
   }
 }
@@ -192,9 +194,13 @@ export class BackendRegistry {
     for (const [type, id] of Object.entries(defaults)) {
       const p = seen.get(id);
       if (!p || !active.includes(p)) {
-        throw new TernError(ErrorCodes.PLUGIN_UNKNOWN, `task type "${type}" is mapped to plugin "${id}", which is not loaded`, {
-          hint: `loaded plugins: ${active.map((x) => x.id).join(", ") || "(none)"}`,
-        });
+        throw new TernError(
+          ErrorCodes.PLUGIN_UNKNOWN,
+          `task type "${type}" is mapped to plugin "${id}", which is not loaded`,
+          {
+            hint: `loaded plugins: ${active.map((x) => x.id).join(", ") || "(none)"}`,
+          },
+        );
       }
       this.byType.set(type, p);
     }
@@ -223,7 +229,9 @@ export class BackendRegistry {
       throw new TernError(
         ErrorCodes.PLUGIN_UNKNOWN_TYPE,
         `no backend plugin runs task type "${type}"${taskName ? ` (task "${taskName}")` : ""}`,
-        { hint: `known task types: ${known || "(none)"}; load the plugin that provides "${type}" in tern.config.ts` },
+        {
+          hint: `known task types: ${known || "(none)"}; load the plugin that provides "${type}" in tern.config.ts`,
+        },
       );
     }
     return p;

@@ -6,15 +6,22 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
-import { LocalBlobStore, type BlobStore } from "./blob.js";
+import { type BlobStore, LocalBlobStore } from "./blob.js";
 import { bundlePath, importBundle } from "./bundle.js";
 import { type Catalog, DiskCatalog, MemoryCatalog } from "./catalog.js";
-import { type CompileOptions, type Compiled, compile } from "./compile.js";
+import { type Compiled, type CompileOptions, compile } from "./compile.js";
 import { type AnyTask, type AnyWorkflow, definedTasks } from "./dsl.js";
 import { Engine, type EngineOptions, type ExecutionResult, type StartOptions } from "./engine.js";
 import { ErrorCodes, TernError } from "./errors.js";
-import { BACKEND_CONFIG, BACKEND_PLUGIN, type BackendConfig, BackendRegistry, checkContractVersion, type TernPlugin } from "./plugin.js";
-import { taskKey, type TaskSpec } from "./spec.js";
+import {
+  BACKEND_CONFIG,
+  BACKEND_PLUGIN,
+  type BackendConfig,
+  BackendRegistry,
+  checkContractVersion,
+  type TernPlugin,
+} from "./plugin.js";
+import { type TaskSpec, taskKey } from "./spec.js";
 import { createContainer, type DependencyContainer, isProvided, provide, resolve } from "./tokens.js";
 
 /** Task definitions known to this process, by `name@version`. */
@@ -72,7 +79,11 @@ export interface LocalEngine {
   readonly catalog?: Catalog;
   readonly workDir: string;
   /** Compile (if needed) and run to the end. */
-  run(def: AnyWorkflow | AnyTask | Compiled, inputs?: Record<string, unknown>, opts?: StartOptions & CompileOptions): Promise<ExecutionResult>;
+  run(
+    def: AnyWorkflow | AnyTask | Compiled,
+    inputs?: Record<string, unknown>,
+    opts?: StartOptions & CompileOptions,
+  ): Promise<ExecutionResult>;
   close(): Promise<void>;
 }
 
@@ -105,7 +116,8 @@ export async function createEngine(opts: LocalEngineOptions = {}): Promise<Local
     checkContractVersion(p.name, p.contractVersion);
     await p.register(container);
   }
-  const config: BackendConfig = opts.backendConfig ?? (isProvided(container, BACKEND_CONFIG) ? resolve(container, BACKEND_CONFIG) : {});
+  const config: BackendConfig =
+    opts.backendConfig ?? (isProvided(container, BACKEND_CONFIG) ? resolve(container, BACKEND_CONFIG) : {});
   const registry = BackendRegistry.fromContainer(container, config);
   const blobs = opts.blobs ?? new LocalBlobStore(path.join(workDir, ".tern", "blobs"));
   let catalog: Catalog | undefined;

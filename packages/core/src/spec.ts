@@ -157,7 +157,9 @@ export type Binding =
 export const BindingSchema: z.ZodType<Binding> = z.lazy(() =>
   z.union([
     z.object({ literal: json }).strict(),
-    z.object({ ref: z.object({ node: z.string(), path: z.array(z.union([z.string(), z.number()])) }) }).strict(),
+    z
+      .object({ ref: z.object({ node: z.string(), path: z.array(z.union([z.string(), z.number()])) }) })
+      .strict(),
     z.object({ object: z.record(z.string(), BindingSchema) }).strict(),
     z.object({ list: z.array(BindingSchema) }).strict(),
   ]),
@@ -235,7 +237,13 @@ export type Condition =
 
 export const ConditionSchema: z.ZodType<Condition> = z.lazy(() =>
   z.union([
-    z.object({ cmp: z.enum(["eq", "ne", "gt", "gte", "lt", "lte"]), left: BindingSchema, right: BindingSchema }).strict(),
+    z
+      .object({
+        cmp: z.enum(["eq", "ne", "gt", "gte", "lt", "lte"]),
+        left: BindingSchema,
+        right: BindingSchema,
+      })
+      .strict(),
     z.object({ test: z.enum(["true", "false", "null", "notnull"]), operand: BindingSchema }).strict(),
     z.object({ and: z.array(ConditionSchema).min(1) }).strict(),
     z.object({ or: z.array(ConditionSchema).min(1) }).strict(),
@@ -291,10 +299,22 @@ export const NodeSpecSchema: z.ZodType<NodeSpec> = z.lazy(() =>
     z.object({
       ...nodeBase,
       kind: z.literal("branch"),
-      cases: z.array(z.object({ when: ConditionSchema, nodes: z.array(NodeSpecSchema), output: BindingSchema })).min(1),
-      else: z.union([z.object({ nodes: z.array(NodeSpecSchema), output: BindingSchema }), z.object({ fail: z.string() })]).optional(),
+      cases: z
+        .array(z.object({ when: ConditionSchema, nodes: z.array(NodeSpecSchema), output: BindingSchema }))
+        .min(1),
+      else: z
+        .union([
+          z.object({ nodes: z.array(NodeSpecSchema), output: BindingSchema }),
+          z.object({ fail: z.string() }),
+        ])
+        .optional(),
     }),
-    z.object({ ...nodeBase, kind: z.literal("gate"), gate: GateSpecSchema, timeoutMs: z.number().int().positive().optional() }),
+    z.object({
+      ...nodeBase,
+      kind: z.literal("gate"),
+      gate: GateSpecSchema,
+      timeoutMs: z.number().int().positive().optional(),
+    }),
   ]),
 ) as z.ZodType<NodeSpec>;
 
@@ -417,11 +437,14 @@ export function validatedHere(v: unknown): boolean {
 }
 
 export const validateTaskSpec = (v: unknown): TaskSpec => validate(TaskSpecSchema, v, "TaskSpec");
-export const validateWorkflowSpec = (v: unknown): WorkflowSpec => validate(WorkflowSpecSchema, v, "WorkflowSpec");
+export const validateWorkflowSpec = (v: unknown): WorkflowSpec =>
+  validate(WorkflowSpecSchema, v, "WorkflowSpec");
 export const validateCompiledWorkflow = (v: unknown): CompiledWorkflow =>
   validate(CompiledWorkflowSchema, v, "CompiledWorkflow");
-export const validateLaunchPlanSpec = (v: unknown): LaunchPlanSpec => validate(LaunchPlanSpecSchema, v, "LaunchPlanSpec");
-export const validateExecutionSpec = (v: unknown): ExecutionSpec => validate(ExecutionSpecSchema, v, "ExecutionSpec");
+export const validateLaunchPlanSpec = (v: unknown): LaunchPlanSpec =>
+  validate(LaunchPlanSpecSchema, v, "LaunchPlanSpec");
+export const validateExecutionSpec = (v: unknown): ExecutionSpec =>
+  validate(ExecutionSpecSchema, v, "ExecutionSpec");
 
 export function taskKey(id: Pick<Identifier, "name" | "version">): string {
   return `${id.name}@${id.version}`;

@@ -35,6 +35,6 @@ export function isProvided<T>(c: DependencyContainer, token: Token<T>): boolean 
   return c.isRegistered(token, true);
 }
 
-export type { DependencyContainer };
 /** tsyringe's decorators, re-exported so plugins register classes in the same tsyringe instance as the core. */
 export { inject, injectable } from "tsyringe";
+export type { DependencyContainer };

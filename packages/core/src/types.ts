@@ -113,7 +113,8 @@ export const t = {
   /** A table passed by reference, with typed columns. */
   dataframe<C extends Record<string, z.ZodType>>(opts: { columns?: C } = {}) {
     const columns: Record<string, Json> = {};
-    for (const [name, s] of Object.entries(opts.columns ?? {})) columns[name] = toJsonSchema(s, "output") as Json;
+    for (const [name, s] of Object.entries(opts.columns ?? {}))
+      columns[name] = toJsonSchema(s, "output") as Json;
     return refSchema<TernDataFrame<{ [K in keyof C]: z.output<C[K]> }>>(
       "dataframe",
       opts.columns ? { columns } : {},
@@ -121,14 +122,31 @@ export const t = {
   },
 };
 
-const UNREPRESENTABLE = new Set(["date", "bigint", "map", "set", "symbol", "function", "custom", "promise", "undefined", "void", "nan", "transform"]);
+const UNREPRESENTABLE = new Set([
+  "date",
+  "bigint",
+  "map",
+  "set",
+  "symbol",
+  "function",
+  "custom",
+  "promise",
+  "undefined",
+  "void",
+  "nan",
+  "transform",
+]);
 
 /**
  * JSON Schema of a zod schema as a spec carries it. `io: "input"` makes fields
  * with defaults optional (what a caller may pass); `"output"` is what a producer gives.
  * Types that cannot cross a process boundary (Date, Map, functions…) are refused.
  */
-export function toJsonSchema(schema: z.ZodType, io: "input" | "output", where = "value"): Record<string, unknown> {
+export function toJsonSchema(
+  schema: z.ZodType,
+  io: "input" | "output",
+  where = "value",
+): Record<string, unknown> {
   const bad: string[] = [];
   const out = z.toJSONSchema(schema, {
     io,

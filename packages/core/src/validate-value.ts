@@ -24,7 +24,13 @@ const zodSchemas = new WeakMap<object, z.ZodType | null>();
  */
 export function validateValue(value: unknown, schema: unknown): ValueProblem | undefined {
   const structural = check(value, schema as Schema, schema as Schema, "", 0);
-  if (structural || typeof schema !== "object" || schema === null || JSON.stringify(schema).includes('"x-tern"')) return structural;
+  if (
+    structural ||
+    typeof schema !== "object" ||
+    schema === null ||
+    JSON.stringify(schema).includes('"x-tern"')
+  )
+    return structural;
   let zs = zodSchemas.get(schema);
   if (zs === undefined) {
     try {
@@ -38,7 +44,10 @@ export function validateValue(value: unknown, schema: unknown): ValueProblem | u
   const r = zs.safeParse(value);
   if (r.success) return undefined;
   const issue = r.error.issues[0];
-  return { path: issue?.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("") ?? "", message: issue?.message ?? "invalid" };
+  return {
+    path: issue?.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("") ?? "",
+    message: issue?.message ?? "invalid",
+  };
 }
 
 function typeOf(v: unknown): string {
@@ -74,7 +83,9 @@ function check(v: unknown, s: Schema, root: Schema, path: string, depth: number)
   const xt = s["x-tern"] as { kind?: string } | undefined;
   if (xt?.kind) {
     const k = (v as { $tern?: unknown } | null)?.$tern;
-    return k === xt.kind ? undefined : { path, message: `expected a ${xt.kind} value ({"$tern":"${xt.kind}","uri":…})` };
+    return k === xt.kind
+      ? undefined
+      : { path, message: `expected a ${xt.kind} value ({"$tern":"${xt.kind}","uri":…})` };
   }
   for (const key of ["anyOf", "oneOf"] as const) {
     const variants = s[key] as Schema[] | undefined;
@@ -87,27 +98,38 @@ function check(v: unknown, s: Schema, root: Schema, path: string, depth: number)
     const p = check(v, x, root, path, depth + 1);
     if (p) return p;
   }
-  if ("const" in s && JSON.stringify(s.const) !== JSON.stringify(v)) return { path, message: `must be ${JSON.stringify(s.const)}` };
+  if ("const" in s && JSON.stringify(s.const) !== JSON.stringify(v))
+    return { path, message: `must be ${JSON.stringify(s.const)}` };
   if (Array.isArray(s.enum) && !s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) {
     return { path, message: `must be one of ${s.enum.map((e) => JSON.stringify(e)).join(", ")}` };
   }
-  const types = s.type === undefined ? undefined : Array.isArray(s.type) ? (s.type as string[]) : [s.type as string];
+  const types =
+    s.type === undefined ? undefined : Array.isArray(s.type) ? (s.type as string[]) : [s.type as string];
   if (types && !types.some((t) => fitsType(v, t))) {
-    return { path, message: `expected ${types.join(" or ")}, got ${typeOf(v)}${typeOf(v) === "number" && types.includes("integer") ? " with a fraction" : ""}` };
+    return {
+      path,
+      message: `expected ${types.join(" or ")}, got ${typeOf(v)}${typeOf(v) === "number" && types.includes("integer") ? " with a fraction" : ""}`,
+    };
   }
   if (typeof v === "number") {
     if (typeof s.minimum === "number" && v < s.minimum) return { path, message: `must be ≥ ${s.minimum}` };
     if (typeof s.maximum === "number" && v > s.maximum) return { path, message: `must be ≤ ${s.maximum}` };
-    if (typeof s.exclusiveMinimum === "number" && v <= s.exclusiveMinimum) return { path, message: `must be > ${s.exclusiveMinimum}` };
-    if (typeof s.exclusiveMaximum === "number" && v >= s.exclusiveMaximum) return { path, message: `must be < ${s.exclusiveMaximum}` };
+    if (typeof s.exclusiveMinimum === "number" && v <= s.exclusiveMinimum)
+      return { path, message: `must be > ${s.exclusiveMinimum}` };
+    if (typeof s.exclusiveMaximum === "number" && v >= s.exclusiveMaximum)
+      return { path, message: `must be < ${s.exclusiveMaximum}` };
   }
   if (typeof v === "string") {
-    if (typeof s.minLength === "number" && v.length < s.minLength) return { path, message: `must have at least ${s.minLength} characters` };
-    if (typeof s.maxLength === "number" && v.length > s.maxLength) return { path, message: `must have at most ${s.maxLength} characters` };
+    if (typeof s.minLength === "number" && v.length < s.minLength)
+      return { path, message: `must have at least ${s.minLength} characters` };
+    if (typeof s.maxLength === "number" && v.length > s.maxLength)
+      return { path, message: `must have at most ${s.maxLength} characters` };
   }
   if (Array.isArray(v)) {
-    if (typeof s.minItems === "number" && v.length < s.minItems) return { path, message: `must have at least ${s.minItems} items` };
-    if (typeof s.maxItems === "number" && v.length > s.maxItems) return { path, message: `must have at most ${s.maxItems} items` };
+    if (typeof s.minItems === "number" && v.length < s.minItems)
+      return { path, message: `must have at least ${s.minItems} items` };
+    if (typeof s.maxItems === "number" && v.length > s.maxItems)
+      return { path, message: `must have at most ${s.maxItems} items` };
     const prefix = (s.prefixItems as Schema[] | undefined) ?? [];
     for (let i = 0; i < v.length; i++) {
       const item = i < prefix.length ? prefix[i] : (s.items as Schema | undefined);

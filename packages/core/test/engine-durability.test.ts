@@ -19,7 +19,10 @@ import { cleanupTempDirs, FakePlugin, fakeEngine, type Step } from "./helpers.js
 afterAll(cleanupTempDirs);
 
 function fakeTask(name: string, retries: number | RetryOptions = { user: 0, system: 0 }): AnyTask {
-  return task({ name, type: "fake", inputs: { after: z.unknown().optional() }, output: z.unknown(), retries }, async () => {}) as AnyTask;
+  return task(
+    { name, type: "fake", inputs: { after: z.unknown().optional() }, output: z.unknown(), retries },
+    async () => {},
+  ) as AnyTask;
 }
 
 function scripted(steps: Record<string, Step[]>): FakePlugin {
@@ -49,14 +52,19 @@ describe("engine: resuming a stored execution", () => {
       return launch(ctx);
     };
     const seen: ExecutionEvent[] = [];
-    const handle = engine.start(compile(chain), {}, {
-      id: "xresume",
-      startSeq: 40,
-      reuse: (node) => (node === "a" ? { outputs: "a-out", resumed: true } : undefined),
-      // b's 2nd attempt was in flight (the 1st had failed, a user failure).
-      resume: (node) => (node === "b" ? { attempts: 2, userFailures: 1, systemFailures: 0, inFlight: true } : undefined),
-      onEvent: (e) => seen.push(e),
-    });
+    const handle = engine.start(
+      compile(chain),
+      {},
+      {
+        id: "xresume",
+        startSeq: 40,
+        reuse: (node) => (node === "a" ? { outputs: "a-out", resumed: true } : undefined),
+        // b's 2nd attempt was in flight (the 1st had failed, a user failure).
+        resume: (node) =>
+          node === "b" ? { attempts: 2, userFailures: 1, systemFailures: 0, inFlight: true } : undefined,
+        onEvent: (e) => seen.push(e),
+      },
+    );
     const result = await handle.result;
     expect(result.phase).toBe("succeeded");
     expect(seen.map((e) => e.seq)).toEqual(seen.map((_, i) => 41 + i));
@@ -69,10 +77,21 @@ describe("engine: resuming a stored execution", () => {
   it("keeps a node that had failed for good failed, without another attempt", async () => {
     const plugin = scripted({});
     const engine = fakeEngine([plugin]);
-    const error = { code: "TERN_E_TASK_FAILED", kind: "user" as const, message: "it broke before the restart" };
-    const result = await engine.run(compile(chain), {}, {
-      resume: (node) => (node === "b" ? { attempts: 4, userFailures: 4, systemFailures: 0, inFlight: false, failed: error } : undefined),
-    });
+    const error = {
+      code: "TERN_E_TASK_FAILED",
+      kind: "user" as const,
+      message: "it broke before the restart",
+    };
+    const result = await engine.run(
+      compile(chain),
+      {},
+      {
+        resume: (node) =>
+          node === "b"
+            ? { attempts: 4, userFailures: 4, systemFailures: 0, inFlight: false, failed: error }
+            : undefined,
+      },
+    );
     expect(result.phase).toBe("failed");
     expect(result.error).toMatchObject({ message: "it broke before the restart", node: "b" });
     expect(plugin.ops("launch", "b")).toEqual([]);
@@ -91,7 +110,11 @@ describe("engine: detach", () => {
     handle.detach("lease lost");
     const result = await handle.result;
     expect(result.phase).toBe("aborted");
-    expect(result.error).toMatchObject({ code: "TERN_E_ABORTED", message: "lease lost", details: { detached: true } });
+    expect(result.error).toMatchObject({
+      code: "TERN_E_ABORTED",
+      message: "lease lost",
+      details: { detached: true },
+    });
     expect(seen.length).toBe(before);
     expect(plugin.ops("abort")).toEqual([]);
     expect(plugin.ops("finalize", "b")).toEqual([]);
@@ -102,7 +125,7 @@ describe("engine: detach", () => {
   });
 
   it("detaches a launch plan node's child execution too, under an id derived from the parent", async () => {
-    const plugin = scripted({ "b": [{ do: "hang" }] });
+    const plugin = scripted({ b: [{ do: "hang" }] });
     const engine = fakeEngine([plugin]);
     const inner = workflow({ name: "dur_inner", output: z.unknown() }, () => B({}, { id: "b" }));
     const lp = launchPlan(inner, { name: "dur_inner_lp" });

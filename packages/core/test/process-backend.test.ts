@@ -369,7 +369,9 @@ describe("ProcessBackend", () => {
       `executions/default/development/${small.handle.id}/${node}/1/outputs.json`,
     );
     expect((small.result.outputs as { text: string }).text).toBe("x".repeat(10));
-    expect(JSON.parse(Buffer.from(await local.blobs.get(smallUri)).toString("utf8"))).toEqual(small.result.outputs);
+    expect(JSON.parse(Buffer.from(await local.blobs.get(smallUri)).toString("utf8"))).toEqual(
+      small.result.outputs,
+    );
   });
 
   it("passes a file produced in one worker to a task downstream", async () => {

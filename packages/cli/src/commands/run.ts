@@ -64,7 +64,9 @@ export async function runCommand(
     declared: compiled.spec.workflow.interface.inputs,
     refs: { file: (p: string) => core.file(p), dir: (p: string) => core.dir(p) },
   };
-  const recovery = opts.recover ? recoveryOf(core, projectRoot, opts.recover, compiled.spec.workflow.id.name) : undefined;
+  const recovery = opts.recover
+    ? recoveryOf(core, projectRoot, opts.recover, compiled.spec.workflow.id.name)
+    : undefined;
   const base = { ...(recovery?.inputs ?? {}), ...(opts.inputs ? readInputsFile(opts.inputs, ctx) : {}) };
   const inputs = parseInputFlags(flags, ctx, base);
   checkRequired(inputs, ctx);
@@ -92,7 +94,11 @@ export async function runCommand(
       const interactive = !opts.json && process.stdin.isTTY === true && io.stdout.isTTY === true;
       handle = local.engine.start(compiled, inputs, {
         id,
-        signals: signalProvider(core, given, { interactive, pause: () => tree?.pause(), resume: () => tree?.resume() }),
+        signals: signalProvider(core, given, {
+          interactive,
+          pause: () => tree?.pause(),
+          resume: () => tree?.resume(),
+        }),
         ...(recovery ? { reuse: (node: string) => recovery.succeeded.get(node) } : {}),
         onEvent: (e) => {
           journal.record(e);
@@ -156,14 +162,22 @@ export async function runCommand(
 function recoveryOf(core: Core, projectRoot: string, id: string, workflow: string): Recovery {
   const r = readRecovery(projectRoot, id);
   if (!r) {
-    throw new core.TernError(core.ErrorCodes.USAGE, `no local execution "${id}" to recover under ${path.join(projectRoot, ".tern", "executions")}`, {
-      hint: "give the id a previous `tern run` printed (ls .tern/executions)",
-    });
+    throw new core.TernError(
+      core.ErrorCodes.USAGE,
+      `no local execution "${id}" to recover under ${path.join(projectRoot, ".tern", "executions")}`,
+      {
+        hint: "give the id a previous `tern run` printed (ls .tern/executions)",
+      },
+    );
   }
   if (r.workflow && r.workflow !== workflow) {
-    throw new core.TernError(core.ErrorCodes.USAGE, `execution "${id}" ran workflow "${r.workflow}", not "${workflow}"`, {
-      hint: `recover it with the same workflow: tern run <file> ${r.workflow} --recover ${id}`,
-    });
+    throw new core.TernError(
+      core.ErrorCodes.USAGE,
+      `execution "${id}" ran workflow "${r.workflow}", not "${workflow}"`,
+      {
+        hint: `recover it with the same workflow: tern run <file> ${r.workflow} --recover ${id}`,
+      },
+    );
   }
   return r;
 }

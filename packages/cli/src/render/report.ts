@@ -36,7 +36,11 @@ export function jsonReport(r: ExecutionResult): Record<string, unknown> {
               succeeded: n.items.succeeded,
               failed: n.items.failed,
               cached: n.items.cached,
-              failures: (n.items.failures ?? []).map((f) => ({ index: f.index, code: f.error.code, message: f.error.message })),
+              failures: (n.items.failures ?? []).map((f) => ({
+                index: f.index,
+                code: f.error.code,
+                message: f.error.message,
+              })),
             },
           }
         : {}),

@@ -160,11 +160,14 @@ export function readAttempt(dir: string): AttemptRecord {
  * The complete result written in an attempt's directory, if any. A file that does not
  * parse is one being written (or cut short by a crash): it does not count.
  */
-export function readResult(dir: string): Exclude<AttemptRecord, { kind: "marked" } | { kind: "none" }> | undefined {
+export function readResult(
+  dir: string,
+): Exclude<AttemptRecord, { kind: "marked" } | { kind: "none" }> | undefined {
   const outputs = readJson(path.join(dir, OUTPUTS_FILE));
   if (outputs.ok) return { kind: "succeeded", outputs: outputs.value as Json };
   const error = readJson(path.join(dir, ERROR_FILE));
-  if (error.ok && error.value && typeof error.value === "object") return { kind: "failed", error: error.value as ErrorDocument };
+  if (error.ok && error.value && typeof error.value === "object")
+    return { kind: "failed", error: error.value as ErrorDocument };
   return undefined;
 }
 

@@ -3,13 +3,21 @@
  * home, for `tern run` and embedding; its work cannot outlive the process, so a
  * restarted engine sees such attempts as lost (a system error, retried).
  */
+// tsyringe needs the Reflect polyfill before it loads: keep this import first.
+import "reflect-metadata";
 import { inject, injectable } from "tsyringe";
+import type { BlobStore } from "../blob.js";
 import type { AnyTask } from "../dsl.js";
 import { ErrorCodes } from "../errors.js";
-import type { BlobStore } from "../blob.js";
 import { type ExecuteEnv, executeTask } from "../execute/run-task.js";
 import type { Json } from "../json.js";
-import { type BackendPlugin, CONTRACT_VERSION, type TaskContext, type TaskLogger, type TaskStatus } from "../plugin.js";
+import {
+  type BackendPlugin,
+  CONTRACT_VERSION,
+  type TaskContext,
+  type TaskLogger,
+  type TaskStatus,
+} from "../plugin.js";
 import type { TaskSpec } from "../spec.js";
 import { createToken, type Token } from "../tokens.js";
 
@@ -130,7 +138,9 @@ export class InlineBackend implements BackendPlugin<InlineState> {
       new InlineEnv(ctx, r),
     ).then((res) => {
       r.done = true;
-      r.status = res.ok ? { phase: "succeeded", outputs: res.outputs as Json } : { phase: "failed", error: res.error };
+      r.status = res.ok
+        ? { phase: "succeeded", outputs: res.outputs as Json }
+        : { phase: "failed", error: res.error };
       ctx.notify();
     });
     return { attempt: id };

@@ -3,4 +3,11 @@
  * processes and plugins that run TypeScript bodies share.
  * @module
  */
-export { type ExecuteEnv, type ExecuteRequest, type ExecuteResult, executeTask, materialize, offload } from "./run-task.js";
+export {
+  type ExecuteEnv,
+  type ExecuteRequest,
+  type ExecuteResult,
+  executeTask,
+  materialize,
+  offload,
+} from "./run-task.js";

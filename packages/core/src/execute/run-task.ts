@@ -10,8 +10,15 @@ import * as path from "node:path";
 import { type BlobStore, digestPath, putContent } from "../blob.js";
 import { compileDynamic } from "../compile.js";
 import { isDynamic } from "../control.js";
-import { type AnyTask, collectHandles, type Shape, type TaskCtx, WorkflowBuilder, withAsyncBuilder } from "../dsl.js";
-import { type ErrorDocument, ErrorCodes, TernError, toErrorDocument } from "../errors.js";
+import {
+  type AnyTask,
+  collectHandles,
+  type Shape,
+  type TaskCtx,
+  WorkflowBuilder,
+  withAsyncBuilder,
+} from "../dsl.js";
+import { ErrorCodes, type ErrorDocument, TernError, toErrorDocument } from "../errors.js";
 import type { Json } from "../json.js";
 import type { TaskLogger } from "../plugin.js";
 import type { TaskSpec } from "../spec.js";
@@ -38,7 +45,11 @@ export interface ExecuteEnv {
   signal: AbortSignal;
 }
 
-export async function executeTask(def: AnyTask, req: ExecuteRequest, env: ExecuteEnv): Promise<ExecuteResult> {
+export async function executeTask(
+  def: AnyTask,
+  req: ExecuteRequest,
+  env: ExecuteEnv,
+): Promise<ExecuteResult> {
   // Awaits only what is a promise: a synchronous body with plain inputs and outputs completes
   // without yielding, so an in-process backend sees it done at its first check (no poll).
   const name = req.task.id.name;
@@ -68,7 +79,11 @@ export async function executeTask(def: AnyTask, req: ExecuteRequest, env: Execut
 }
 
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
-  return (typeof v === "object" || typeof v === "function") && v !== null && typeof (v as { then?: unknown }).then === "function";
+  return (
+    (typeof v === "object" || typeof v === "function") &&
+    v !== null &&
+    typeof (v as { then?: unknown }).then === "function"
+  );
 }
 
 /**
@@ -76,7 +91,12 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
  * builds is compiled (and so type-checked) here, before any of it runs. The
  * result is the sub-DAG the engine runs in place of the node.
  */
-async function runDynamicBody(def: AnyTask, inputs: Record<string, unknown>, req: ExecuteRequest, env: ExecuteEnv): Promise<ExecuteResult> {
+async function runDynamicBody(
+  def: AnyTask,
+  inputs: Record<string, unknown>,
+  req: ExecuteRequest,
+  env: ExecuteEnv,
+): Promise<ExecuteResult> {
   const name = req.task.id.name;
   const builder = new WorkflowBuilder(name);
   let output: unknown;
@@ -89,12 +109,17 @@ async function runDynamicBody(def: AnyTask, inputs: Record<string, unknown>, req
   }
   try {
     for (const h of collectHandles(output)) builder.checkOwn(h, "(output)");
-    const compiled = compileDynamic(name, { workflow: name, nodes: builder.nodes, output }, def.outputSchema, {
-      project: req.execution.project,
-      domain: req.execution.domain,
-      bundle: req.task.code?.bundle,
-      projectRoot: req.workDir,
-    });
+    const compiled = compileDynamic(
+      name,
+      { workflow: name, nodes: builder.nodes, output },
+      def.outputSchema,
+      {
+        project: req.execution.project,
+        domain: req.execution.domain,
+        bundle: req.task.code?.bundle,
+        projectRoot: req.workDir,
+      },
+    );
     return { ok: true, outputs: { $tern: "dynamic", spec: compiled.spec } };
   } catch (e) {
     const doc = toErrorDocument(e, "user");
@@ -104,7 +129,11 @@ async function runDynamicBody(def: AnyTask, inputs: Record<string, unknown>, req
 }
 
 /** Inputs validated against the task's schemas; a promise only when by-reference values need a local path. */
-function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Record<string, unknown> | Promise<Record<string, unknown>> {
+function prepareInputs(
+  def: AnyTask,
+  req: ExecuteRequest,
+  blobs: BlobStore,
+): Record<string, unknown> | Promise<Record<string, unknown>> {
   const schemas = def.inputSchemas as Shape;
   for (const k in schemas) {
     const v = req.inputs[k];
@@ -113,7 +142,11 @@ function prepareInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Rec
   return validateInputs(def, req, req.inputs);
 }
 
-async function materializeInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobStore): Promise<Record<string, unknown>> {
+async function materializeInputs(
+  def: AnyTask,
+  req: ExecuteRequest,
+  blobs: BlobStore,
+): Promise<Record<string, unknown>> {
   const scratch = path.join(req.workDir, ".tern", "downloads");
   const given: Record<string, unknown> = { ...req.inputs };
   for (const k of Object.keys(def.inputSchemas as Shape)) {
@@ -123,7 +156,11 @@ async function materializeInputs(def: AnyTask, req: ExecuteRequest, blobs: BlobS
   return validateInputs(def, req, given);
 }
 
-function validateInputs(def: AnyTask, req: ExecuteRequest, given: Readonly<Record<string, unknown>>): Record<string, unknown> {
+function validateInputs(
+  def: AnyTask,
+  req: ExecuteRequest,
+  given: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const schemas = def.inputSchemas as Shape;
   for (const k in schemas) {
@@ -134,7 +171,10 @@ function validateInputs(def: AnyTask, req: ExecuteRequest, given: Readonly<Recor
       throw new TernError(
         ErrorCodes.INPUT_INVALID,
         `task "${req.task.id.name}", input "${k}${at}": ${issue?.message ?? "invalid value"}`,
-        { hint: "check the value given for this input", details: { task: req.task.id.name, input: k, node: req.node } },
+        {
+          hint: "check the value given for this input",
+          details: { task: req.task.id.name, input: k, node: req.node },
+        },
       );
     }
     out[k] = r.data;
@@ -245,14 +285,21 @@ function checkSerializable(v: unknown, task: string, at: (string | number)[], se
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
       const x = v[i];
-      if (x === null || typeof x === "string" || typeof x === "boolean" || (typeof x === "number" && Number.isFinite(x))) continue;
+      if (
+        x === null ||
+        typeof x === "string" ||
+        typeof x === "boolean" ||
+        (typeof x === "number" && Number.isFinite(x))
+      )
+        continue;
       at.push(i);
       if (checkSerializable(x, task, at, seen)) refs = true;
       at.pop();
     }
   } else {
     const proto = Object.getPrototypeOf(v);
-    if (proto !== Object.prototype && proto !== null) throw notSerializable(task, at, `a ${(v as object).constructor?.name ?? "class"} instance`);
+    if (proto !== Object.prototype && proto !== null)
+      throw notSerializable(task, at, `a ${(v as object).constructor?.name ?? "class"} instance`);
     if (isTernRef(v as Record<string, unknown>)) refs = true;
     else {
       for (const k of Object.keys(v)) {
@@ -290,9 +337,13 @@ export async function offload(v: unknown, blobs: BlobStore): Promise<unknown> {
     }
     const p = o.path as string | undefined;
     if (!p || !fs.existsSync(p)) {
-      throw new TernError(ErrorCodes.OUTPUT_INVALID, `returned ${o.$tern} "${p ?? "(no path)"}" does not exist`, {
-        hint: `create the ${o.$tern} before returning it`,
-      });
+      throw new TernError(
+        ErrorCodes.OUTPUT_INVALID,
+        `returned ${o.$tern} "${p ?? "(no path)"}" does not exist`,
+        {
+          hint: `create the ${o.$tern} before returning it`,
+        },
+      );
     }
     const digest = await digestPath(p);
     const base = path.basename(p);
