@@ -97,11 +97,10 @@ export function buildProgram(onExit: (code: number) => void, timing = new Timing
     .addOption(
       new Option(
         "--backend <kind>",
-        "where TypeScript tasks run: inline (in this process) or process (pooled worker processes)",
-      )
-        .choices(["inline", "process"])
-        .default("inline"),
+        "where TypeScript tasks run: inline (in this process, the default), process (pooled worker processes), or a plugin from tern.config.ts (e.g. k8s)",
+      ),
     )
+    .addOption(new Option("--config <file>", "plugins and backend mapping (default: tern.config.ts in the project root, if any)"))
     .addOption(
       new Option(
         "--workers <n>",
@@ -165,7 +164,8 @@ export function buildProgram(onExit: (code: number) => void, timing = new Timing
 
 interface RunFlags {
   inputs?: string;
-  backend: string;
+  backend?: string;
+  config?: string;
   workers?: number;
   json?: boolean;
   cache: boolean;

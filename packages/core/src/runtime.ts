@@ -17,12 +17,13 @@ import {
   BACKEND_CONFIG,
   BACKEND_PLUGIN,
   type BackendConfig,
+  type BackendPlugin,
   BackendRegistry,
   checkContractVersion,
   type TernPlugin,
 } from "./plugin.js";
 import { type TaskSpec, taskKey } from "./spec.js";
-import { createContainer, type DependencyContainer, isProvided, provide, resolve } from "./tokens.js";
+import { createContainer, type DependencyContainer, isProvided, provide, resolve, resolveAll } from "./tokens.js";
 
 /** Task definitions known to this process, by `name@version`. */
 export class DefinitionIndex {
@@ -116,20 +117,21 @@ export async function createEngine(opts: LocalEngineOptions = {}): Promise<Local
     checkContractVersion(p.name, p.contractVersion);
     await p.register(container);
   }
-  const config: BackendConfig =
+  const base: BackendConfig =
     opts.backendConfig ?? (isProvided(container, BACKEND_CONFIG) ? resolve(container, BACKEND_CONFIG) : {});
-  const registry = BackendRegistry.fromContainer(container, config);
+  const plugins = resolveAll(container, BACKEND_PLUGIN);
+  // An explicit backend decides who runs TypeScript (`node`) tasks, over any mapping in the config.
+  const config: BackendConfig = opts.backend
+    ? { ...base, defaultForTaskTypes: { ...base.defaultForTaskTypes, node: backendId(opts.backend, plugins) } }
+    : base;
+  const registry = new BackendRegistry(plugins, config);
   const blobs = opts.blobs ?? new LocalBlobStore(path.join(workDir, ".tern", "blobs"));
   let catalog: Catalog | undefined;
   if (opts.catalog === "disk") {
     catalog = new DiskCatalog(path.join(workDir, ".tern", "cache"), { maxBytes: opts.cacheMaxBytes });
   } else if (opts.catalog === undefined || opts.catalog === "memory") catalog = new MemoryCatalog();
   else if (opts.catalog) catalog = opts.catalog;
-  if (opts.backend && !["inline", "process"].includes(backend) && !registry.get(backend)) {
-    throw new TernError(ErrorCodes.USAGE, `unknown backend "${backend}"`, {
-      hint: `use inline, process${registry.plugins.length ? `, or a loaded plugin: ${registry.plugins.map((p) => p.id).join(", ")}` : ""}`,
-    });
-  }
+
   const engine = new Engine({ ...opts, registry, blobs, catalog, workDir });
   return {
     engine,
@@ -149,6 +151,21 @@ export async function createEngine(opts: LocalEngineOptions = {}): Promise<Local
       container.clearInstances();
     },
   };
+}
+
+/**
+ * The plugin a `backend` name selects for TypeScript tasks: the plugin with that id,
+ * else the one plugin whose id starts with `<name>-` and runs `node` tasks
+ * (`k8s` → `k8s-pod`).
+ */
+function backendId(name: string, plugins: readonly BackendPlugin<any>[]): string {
+  if (plugins.some((p) => p.id === name)) return name;
+  const candidates = plugins.filter((p) => p.id.startsWith(`${name}-`) && p.taskTypes.includes("node"));
+  if (candidates.length === 1) return candidates[0].id;
+  const runsNode = plugins.filter((p) => p.taskTypes.includes("node")).map((p) => p.id);
+  throw new TernError(ErrorCodes.USAGE, `unknown backend "${name}"`, {
+    hint: `backends that run TypeScript tasks: ${[...new Set(["inline", "process", ...runsNode])].join(", ")}; plugins come from tern.config.ts`,
+  });
 }
 
 /**

@@ -79,10 +79,18 @@ export async function runRemote(
   checkRequired(inputs, ctx);
 
   const signals = gateAnswers(compiled.spec, opts.signal ?? []);
-  await client.request("POST", "/api/v1/register", { workflows: [compiled.spec], launchPlans: [], bundles: [bundlePart(t.bundle)] });
+  await client.request("POST", "/api/v1/register", {
+    workflows: [compiled.spec],
+    launchPlans: [],
+    bundles: [bundlePart(t.bundle)],
+  });
   const wf = compiled.spec.workflow.id;
   const rec = opts.recover
-    ? await client.request<ExecutionRecordJson>("POST", client.scoped(project, domain, "executions", opts.recover, "recover"), {})
+    ? await client.request<ExecutionRecordJson>(
+        "POST",
+        client.scoped(project, domain, "executions", opts.recover, "recover"),
+        {},
+      )
     : await client.request<ExecutionRecordJson>("POST", client.scoped(project, domain, "executions"), {
         workflow: { name: wf.name, version: wf.version },
         inputs,
@@ -115,7 +123,13 @@ export async function runRemote(
       }
       const e = item.event as unknown as ExecutionEvent;
       if (e.node && e.kind) kinds.set(e.node, e.kind);
-      if (e.node && e.phase === "running" && kinds.get(e.node) === "gate" && !signals.has(e.node) && !noticed.has(e.node)) {
+      if (
+        e.node &&
+        e.phase === "running" &&
+        kinds.get(e.node) === "gate" &&
+        !signals.has(e.node) &&
+        !noticed.has(e.node)
+      ) {
         noticed.add(e.node);
         const msg = `gate ${e.node} is waiting: answer it with \`tern signal ${rec.id} ${e.node}=<value>\``;
         if (tree) tree.notice(msg);
@@ -157,19 +171,28 @@ export async function runRemote(
  * `--signal gate=value` pairs as signal bodies, checked against the workflow's
  * top-level gates (nested gates are answered with `tern signal` once they wait).
  */
-function gateAnswers(spec: CompiledWorkflow, pairs: readonly string[]): Map<string, { approved?: boolean; value?: unknown }> {
+function gateAnswers(
+  spec: CompiledWorkflow,
+  pairs: readonly string[],
+): Map<string, { approved?: boolean; value?: unknown }> {
   const out = new Map<string, { approved?: boolean; value?: unknown }>();
   const gates = new Map<string, string>();
   for (const n of spec.workflow.nodes) if (n.kind === "gate") gates.set(n.id, n.gate.kind);
   for (const pair of pairs) {
     const i = pair.indexOf("=");
-    if (i <= 0) throw new UsageError(`--signal ${JSON.stringify(pair)} is not <gate>=<value>`, "e.g. --signal review=true");
+    if (i <= 0)
+      throw new UsageError(
+        `--signal ${JSON.stringify(pair)} is not <gate>=<value>`,
+        "e.g. --signal review=true",
+      );
     const gate = pair.slice(0, i);
     const kind = gates.get(gate);
     if (!kind) {
       throw new UsageError(
         `workflow "${spec.workflow.id.name}" has no top-level gate "${gate}"`,
-        gates.size ? `its gates are: ${[...gates.keys()].join(", ")}; answer nested gates with \`tern signal\` once they wait` : "it has no gates",
+        gates.size
+          ? `its gates are: ${[...gates.keys()].join(", ")}; answer nested gates with \`tern signal\` once they wait`
+          : "it has no gates",
       );
     }
     out.set(gate, signalBody(kind, pair.slice(i + 1)));
@@ -243,15 +266,20 @@ async function nodeLog(
   id: string,
   node: string,
 ): Promise<string[]> {
-  try {
-    const r = await client.request<{ lines: string[] }>(
-      "GET",
-      client.scoped(project, domain, "executions", id, "nodes", node, "logs"),
-    );
-    return r.lines;
-  } catch {
-    return [];
+  // The server stores a node's log as the node ends; just after the execution ended it may still be on its way.
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      const r = await client.request<{ lines: string[] }>(
+        "GET",
+        client.scoped(project, domain, "executions", id, "nodes", node, "logs"),
+      );
+      if (r.lines.length) return r.lines;
+    } catch {
+      return [];
+    }
+    await new Promise((res) => setTimeout(res, 100));
   }
+  return [];
 }
 
 /** Ctrl-C: terminate on the server and keep following; twice: stop following at once. */

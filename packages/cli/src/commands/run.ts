@@ -4,6 +4,7 @@
  * on a local engine, show progress, record the execution under
  * `.tern/executions/<id>/` and report the outcome.
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ExecutionHandle, ExecutionResult } from "@tern/core";
 import { EXIT_FAILED, EXIT_OK } from "../errors.js";
@@ -22,7 +23,10 @@ import { Timing } from "../timing.js";
 export interface RunOptions {
   /** JSON file with base inputs. */
   inputs?: string;
-  backend: string;
+  /** inline (default), process, or a plugin from the config (`k8s`). */
+  backend?: string;
+  /** tern.config.ts to load plugins from; default: the project root's, if any. */
+  config?: string;
   json: boolean;
   /** False with `--no-cache`. */
   cache: boolean;
@@ -71,9 +75,13 @@ export async function runCommand(
   const inputs = parseInputFlags(flags, ctx, base);
   checkRequired(inputs, ctx);
   const given = parseSignalFlags(core, opts.signal ?? []);
+  const config = await loadLocalConfig(projectRoot, opts.config);
+  timing.mark("config");
   const local = await core.createEngine({
     workDir: projectRoot,
-    backend: opts.backend,
+    ...(opts.backend ? { backend: opts.backend } : config.backend ? { backend: config.backend } : {}),
+    ...(config.plugins ? { plugins: config.plugins } : {}),
+    ...(config.backendConfig ? { backendConfig: config.backendConfig } : {}),
     catalog: opts.cache ? "disk" : false,
     ...(opts.workers ? { workers: opts.workers } : {}),
   });
@@ -121,7 +129,7 @@ export async function runCommand(
         kind: t.kind,
         export: t.exportName,
         bundle: t.bundle.digest,
-        backend: opts.backend,
+        backend: opts.backend ?? config.backend ?? "inline",
         cache: opts.cache,
         workers: opts.workers ?? null,
         argv: process.argv.slice(2),
@@ -156,6 +164,16 @@ export async function runCommand(
     timing.mark("close");
     if (timing.enabled) io.err(timing.report());
   }
+}
+
+const CONFIG_NAMES = ["tern.config.ts", "tern.config.mts", "tern.config.js", "tern.config.mjs"];
+
+/** Plugins and backend mapping from tern.config.ts: the file given, else the project root's, else none. */
+async function loadLocalConfig(projectRoot: string, file?: string): Promise<import("@tern/server/config").ServerConfig> {
+  const found = file ?? CONFIG_NAMES.map((n) => path.join(projectRoot, n)).find((p) => fs.existsSync(p));
+  if (!found) return {};
+  const { loadServerConfig } = await import("@tern/server/config");
+  return loadServerConfig(path.resolve(found));
 }
 
 /** The records of the execution to recover; a usage error when there are none or they are of another workflow. */

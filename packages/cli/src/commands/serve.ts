@@ -7,7 +7,7 @@
  * server's JSON log lines.
  */
 import * as fs from "node:fs";
-import { EXIT_OK } from "../errors.js";
+import { EXIT_FAILED, EXIT_OK } from "../errors.js";
 import type { Io } from "../io.js";
 
 export interface ServeFlags {
@@ -62,7 +62,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
       "",
     ].join("\n"),
   );
-  await new Promise<void>((resolve) => {
+  return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (sig: NodeJS.Signals) => {
       if (stopping) {
@@ -71,10 +71,15 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
       }
       stopping = true;
       io.err(`${sig}: stopping the server (running executions are resumed by the next start)…\n`);
-      void server.close().finally(resolve);
+      server.close().then(
+        () => resolve(EXIT_OK),
+        (e: Error) => {
+          io.err(`error: the server did not stop cleanly: ${e.message}\n`);
+          resolve(EXIT_FAILED);
+        },
+      );
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
-  return EXIT_OK;
 }
