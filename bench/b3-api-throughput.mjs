@@ -231,7 +231,35 @@ if (PROFILE) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, k)
       .map(([w, us]) => ({ where: w, pct: Math.round((us / total) * 1000) / 10 }));
-  profile = { topFunctions: top(self, 25), topSources: top(byPackage, 15) };
+  // Each sample charged to the nearest frame (leaf upwards) of a known layer.
+  const parent = new Map();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const LAYERS = [
+    ["store (kysely, SQLite)", /\/server\/dist\/store\/|kysely|better-sqlite3/],
+    [
+      "API (routes, fastify, JSON)",
+      /\/server\/dist\/api\/|\/server\/dist\/auth\/|fastify|fast-json-stringify|ajv|find-my-way|light-my-request|avvio|secure-json-parse/,
+    ],
+    ["metrics", /\/server\/dist\/metrics|prom-client/],
+    ["executor", /\/server\/dist\/executor\//],
+    ["engine + process backend (core)", /\/core\/dist\/|zod/],
+  ];
+  const layers = new Map();
+  for (let i = 0; i < prof.samples.length; i++) {
+    let id = prof.samples[i];
+    const leaf = byId.get(id).callFrame.functionName;
+    let layer = leaf === "(idle)" ? "idle" : leaf === "(garbage collector)" ? "garbage collector" : undefined;
+    while (!layer && id !== undefined) {
+      const url = byId.get(id).callFrame.url;
+      layer = LAYERS.find(([, re]) => re.test(url))?.[0];
+      id = parent.get(id);
+    }
+    layer ??= "other (node internals, timers)";
+    layers.set(layer, (layers.get(layer) ?? 0) + (dt[i] ?? 0));
+  }
+  profile = { byLayer: top(layers, 10), topFunctions: top(self, 25), topSources: top(byPackage, 15) };
+  console.log("server CPU by layer:");
+  for (const t of profile.byLayer) console.log(`  ${String(t.pct).padStart(5)}%  ${t.where}`);
   console.log("server CPU, self time:");
   for (const t of profile.topSources) console.log(`  ${String(t.pct).padStart(5)}%  ${t.where}`);
   console.log("top functions:");

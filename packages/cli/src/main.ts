@@ -100,7 +100,12 @@ export function buildProgram(onExit: (code: number) => void, timing = new Timing
         "where TypeScript tasks run: inline (in this process, the default), process (pooled worker processes), or a plugin from tern.config.ts (e.g. k8s)",
       ),
     )
-    .addOption(new Option("--config <file>", "plugins and backend mapping (default: tern.config.ts in the project root, if any)"))
+    .addOption(
+      new Option(
+        "--config <file>",
+        "plugins and backend mapping (default: tern.config.ts in the project root, if any)",
+      ),
+    )
     .addOption(
       new Option(
         "--workers <n>",
@@ -109,8 +114,16 @@ export function buildProgram(onExit: (code: number) => void, timing = new Timing
     )
     .option("--json", "print one JSON object with the outcome on stdout, and nothing else there")
     .option("--no-cache", "neither read nor write the task cache (.tern/cache)")
-    .option("--signal <gate=value>", "answer a gate: --signal review=true, --signal threshold=0.8 (repeatable)", collect, [])
-    .option("--recover <execution>", "rerun a failed local execution: reuse its succeeded nodes, run the rest")
+    .option(
+      "--signal <gate=value>",
+      "answer a gate: --signal review=true, --signal threshold=0.8 (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--recover <execution>",
+      "rerun a failed local execution: reuse its succeeded nodes, run the rest",
+    )
     .allowUnknownOption()
     .allowExcessArguments()
     .addHelpText("after", RUN_EXAMPLES)

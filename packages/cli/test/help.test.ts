@@ -26,7 +26,9 @@ describe("tern --help", () => {
     const r = await tern(cwd, ["run", "--help"]);
     expect(r.code).toBe(0);
     const flat = r.stdout.replace(/\s+/g, " ");
-    expect(flat).toMatch(/--backend <kind> where TypeScript tasks run: inline .* process .* a plugin from tern\.config\.ts/);
+    expect(flat).toMatch(
+      /--backend <kind> where TypeScript tasks run: inline .* process .* a plugin from tern\.config\.ts/,
+    );
     expect(flat).toMatch(/--config <file>/);
     expect(flat).toMatch(/--workers <n> worker processes of the process backend \(default: number of CPUs\)/);
     expect(r.stdout).toContain("--no-cache");

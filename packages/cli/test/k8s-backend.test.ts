@@ -15,7 +15,11 @@ let fake: FakeKubernetes;
 beforeAll(async () => {
   fake = await startFakeKubernetes();
   project = makeProject();
-  fs.symlinkSync(path.join(repoRoot, "packages/plugin-k8s"), path.join(project, "node_modules/@tern/plugin-k8s"), "dir");
+  fs.symlinkSync(
+    path.join(repoRoot, "packages/plugin-k8s"),
+    path.join(project, "node_modules/@tern/plugin-k8s"),
+    "dir",
+  );
   const ternExecute = path.join(repoRoot, "packages/core/dist/bin/tern-execute.js");
   fs.writeFileSync(
     path.join(project, "tern.config.ts"),
@@ -38,7 +42,16 @@ afterAll(async () => {
 
 describe("tern run --backend k8s", () => {
   it("runs the task as a pod and returns its typed output", async () => {
-    const r = await ternJson(project, ["run", "flows.ts", "hello", "--name", "Pod", "--backend", "k8s", "--no-cache"]);
+    const r = await ternJson(project, [
+      "run",
+      "flows.ts",
+      "hello",
+      "--name",
+      "Pod",
+      "--backend",
+      "k8s",
+      "--no-cache",
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.outputs).toBe("Hello, Pod!");
     const created = fake.requests().filter((q) => q.method === "POST" && q.path.endsWith("/pods"));

@@ -23,7 +23,14 @@ import {
   type TernPlugin,
 } from "./plugin.js";
 import { type TaskSpec, taskKey } from "./spec.js";
-import { createContainer, type DependencyContainer, isProvided, provide, resolve, resolveAll } from "./tokens.js";
+import {
+  createContainer,
+  type DependencyContainer,
+  isProvided,
+  provide,
+  resolve,
+  resolveAll,
+} from "./tokens.js";
 
 /** Task definitions known to this process, by `name@version`. */
 export class DefinitionIndex {
@@ -122,7 +129,10 @@ export async function createEngine(opts: LocalEngineOptions = {}): Promise<Local
   const plugins = resolveAll(container, BACKEND_PLUGIN);
   // An explicit backend decides who runs TypeScript (`node`) tasks, over any mapping in the config.
   const config: BackendConfig = opts.backend
-    ? { ...base, defaultForTaskTypes: { ...base.defaultForTaskTypes, node: backendId(opts.backend, plugins) } }
+    ? {
+        ...base,
+        defaultForTaskTypes: { ...base.defaultForTaskTypes, node: backendId(opts.backend, plugins) },
+      }
     : base;
   const registry = new BackendRegistry(plugins, config);
   const blobs = opts.blobs ?? new LocalBlobStore(path.join(workDir, ".tern", "blobs"));

@@ -1,6 +1,6 @@
 /**
  * `startServer()`: the control plane in one process — store, blob storage,
- * executor and the HTTP API. With no options it is the embedded sandbox of a
+ * executor, scheduler (with launch plan notifications) and the HTTP API. With no options it is the embedded sandbox of a
  * fresh clone: SQLite at `.tern/tern.db`, blobs in `.tern/blobs`, the
  * worker-process backend, on 127.0.0.1:8080, open without tokens.
  *
@@ -12,7 +12,6 @@
  * console.log(server.url); // http://127.0.0.1:40123
  * await server.close();
  */
-import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import { type BlobStore, DEFAULT_PROJECT, ErrorCodes, TernError } from "@tern/core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
@@ -28,6 +27,8 @@ import { checkServerConfig, loadServerConfig, type ServerConfig } from "./config
 import { Executor, type ExecutorOptions } from "./executor/executor.js";
 import type { ExecutorLogger } from "./executor/logger.js";
 import { Metrics } from "./metrics.js";
+import { Notifier } from "./scheduler/notifier.js";
+import { Scheduler } from "./scheduler/scheduler.js";
 import { Store } from "./store/store.js";
 
 export interface ServeOptions {
@@ -67,6 +68,10 @@ export interface ServeOptions {
   executor?: Pick<ExecutorOptions, "owner" | "leaseTtlMs" | "claimIntervalMs" | "maxExecutions">;
   /** Claim and run executions (false: an API-only replica). @default true */
   runExecutor?: boolean;
+  /** Fire scheduled launch plans and send their notifications. @default runExecutor */
+  runScheduler?: boolean;
+  /** Time between scheduler rounds. @default 1000 ms */
+  schedulerIntervalMs?: number;
   /** Projects to create at start-up, besides "default". */
   projects?: string[];
   /** Shown in the OpenAPI document. */
@@ -86,6 +91,8 @@ export interface ControlPlane {
   ctx: ApiContext;
   store: Store;
   executor: Executor;
+  /** Present when the plane runs schedules (`runScheduler`). */
+  scheduler?: Scheduler;
   blobs: BlobStore;
   /** Stop the API, the executor (leases are given back) and the store. */
   close(): Promise<void>;
@@ -180,7 +187,9 @@ export async function createControlPlane(opts: ServeOptions = {}): Promise<Contr
       plugins: config.plugins,
       backendConfig: config.backendConfig,
       workers: opts.workers ?? config.workers,
-      owner: opts.executor?.owner ?? `serve-${randomBytes(3).toString("hex")}`,
+      // Left to the executor by default: its name (host, pid, start time) lets a restarted
+      // server on the same host take over at once instead of waiting out the lease.
+      ...(opts.executor?.owner ? { owner: opts.executor.owner } : {}),
       ...(logger ? { logger: logger.child({ component: "executor" }) as unknown as ExecutorLogger } : {}),
       ...(opts.executor?.leaseTtlMs ? { leaseTtlMs: opts.executor.leaseTtlMs } : {}),
       ...(opts.executor?.claimIntervalMs ? { claimIntervalMs: opts.executor.claimIntervalMs } : {}),
@@ -212,16 +221,39 @@ export async function createControlPlane(opts: ServeOptions = {}): Promise<Contr
     const app = await buildApp(ctx, appOpts);
     const exec = executor;
     if (opts.runExecutor !== false) exec.start();
+    const schedulerLogger = logger
+      ? (logger.child({ component: "scheduler" }) as unknown as ExecutorLogger)
+      : undefined;
+    let scheduler: Scheduler | undefined;
+    let notifier: Notifier | undefined;
+    if (opts.runScheduler ?? opts.runExecutor !== false) {
+      scheduler = new Scheduler({
+        store,
+        launcher: exec,
+        resolveWorkflow: (id) => ctx.compiled.get(id),
+        ...(opts.schedulerIntervalMs ? { intervalMs: opts.schedulerIntervalMs } : {}),
+        ...(schedulerLogger ? { logger: schedulerLogger } : {}),
+      });
+      notifier = new Notifier({
+        store,
+        source: exec,
+        ...(schedulerLogger ? { logger: schedulerLogger } : {}),
+      });
+      scheduler.start();
+    }
     let closing: Promise<void> | undefined;
     return {
       app,
       ctx,
       store,
       executor: exec,
+      ...(scheduler ? { scheduler } : {}),
       blobs,
       close: () =>
         (closing ??= (async () => {
           await app.close().catch(() => undefined);
+          await scheduler?.close().catch(() => undefined);
+          await notifier?.close().catch(() => undefined);
           await exec.close().catch(() => undefined);
           await store.close();
         })()),

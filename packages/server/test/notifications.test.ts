@@ -9,7 +9,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { compile, LocalBlobStore, type LaunchPlanSpec, task, workflow } from "@tern/core";
+import { compile, type LaunchPlanSpec, LocalBlobStore, task, workflow } from "@tern/core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { Executor } from "../src/executor/index.js";
@@ -19,11 +19,17 @@ import { waitFor } from "./helpers/durable-project.js";
 import { registerPlan } from "./helpers/plans.js";
 import { useStores } from "./helpers/store.js";
 
-const double = task({ name: "notify_double", inputs: { n: z.number() }, output: z.number() }, async ({ n }) => {
-  if (n < 0) throw new Error("negative input");
-  return n * 2;
-});
-const doubleFlow = workflow({ name: "notify_double_flow", inputs: { n: z.number() }, output: z.number() }, ({ n }) => double({ n }));
+const double = task(
+  { name: "notify_double", inputs: { n: z.number() }, output: z.number() },
+  async ({ n }) => {
+    if (n < 0) throw new Error("negative input");
+    return n * 2;
+  },
+);
+const doubleFlow = workflow(
+  { name: "notify_double_flow", inputs: { n: z.number() }, output: z.number() },
+  ({ n }) => double({ n }),
+);
 
 interface Hit {
   path: string;
@@ -41,7 +47,11 @@ class Receiver {
       text += c;
     });
     req.on("end", () => {
-      this.hits.push({ path: req.url ?? "", headers: req.headers, body: JSON.parse(text) as NotificationBody });
+      this.hits.push({
+        path: req.url ?? "",
+        headers: req.headers,
+        body: JSON.parse(text) as NotificationBody,
+      });
       const next = this.script.get(req.url ?? "")?.shift() ?? 204;
       if (next === "hang") return; // never answered
       res.writeHead(next).end();
@@ -87,7 +97,14 @@ afterAll(async () => {
 });
 
 async function start(store: Store): Promise<{ executor: Executor; notifier: Notifier }> {
-  executor = await Executor.create({ store, blobs: new LocalBlobStore(path.join(tmp, "blobs")), workDir: tmp, backend: "inline", claimIntervalMs: 50, leaseTtlMs: 5000 });
+  executor = await Executor.create({
+    store,
+    blobs: new LocalBlobStore(path.join(tmp, "blobs")),
+    workDir: tmp,
+    backend: "inline",
+    claimIntervalMs: 50,
+    leaseTtlMs: 5000,
+  });
   notifier = new Notifier({ store, source: executor, backoffMs: 20, timeoutMs: 60_000 });
   executor.start();
   return { executor, notifier };
@@ -95,7 +112,13 @@ async function start(store: Store): Promise<{ executor: Executor; notifier: Noti
 
 async function launchFrom(ex: Executor, lp: LaunchPlanSpec, n: number) {
   const compiled = compile(doubleFlow).spec;
-  return ex.launch({ project: lp.id.project, domain: lp.id.domain, compiled, inputs: { n }, launchPlan: { name: lp.id.name, version: lp.id.version } });
+  return ex.launch({
+    project: lp.id.project,
+    domain: lp.id.domain,
+    compiled,
+    inputs: { n },
+    launchPlan: { name: lp.id.name, version: lp.id.version },
+  });
 }
 
 describe("Notifier", () => {
@@ -115,14 +138,16 @@ describe("Notifier", () => {
     await waitFor("the success notification to be accepted", () => receiver.on("/done").length === 3, 20_000);
     await nt.idle();
     const hits = receiver.on("/done");
-    expect(hits.map((h) => h.body)).toEqual(Array(3).fill({
-      execution: ok.id,
-      project: "default",
-      domain: "development",
-      launchPlan: { name: "notified", version: lp.id.version },
-      phase: "succeeded",
-      outputs: 42,
-    }));
+    expect(hits.map((h) => h.body)).toEqual(
+      Array(3).fill({
+        execution: ok.id,
+        project: "default",
+        domain: "development",
+        launchPlan: { name: "notified", version: lp.id.version },
+        phase: "succeeded",
+        outputs: 42,
+      }),
+    );
     expect(new Set(hits.map((h) => h.headers["x-tern-delivery"]))).toEqual(new Set([`${ok.id}:succeeded:0`]));
     expect(hits[0].headers["content-type"]).toBe("application/json");
 
@@ -138,27 +163,46 @@ describe("Notifier", () => {
 
   it("does not retry a webhook that answers 4xx, and ignores executions not launched from a plan", async () => {
     const store = await stores.open();
-    const lp = await registerPlan(store, doubleFlow, { name: "rejected", notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/bad` }] });
+    const lp = await registerPlan(store, doubleFlow, {
+      name: "rejected",
+      notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/bad` }],
+    });
     const { executor: ex, notifier: nt } = await start(store);
     receiver.script.set("/bad", [400]);
     await launchFrom(ex, lp, 1);
     await waitFor("the notification", () => receiver.on("/bad").length === 1, 20_000);
-    const plain = await ex.launch({ project: "default", domain: "development", compiled: compile(doubleFlow).spec, inputs: { n: 2 } });
-    await waitFor("the plain execution to end", async () => (await store.executions.get(plain.id))?.phase === "succeeded", 20_000);
+    const plain = await ex.launch({
+      project: "default",
+      domain: "development",
+      compiled: compile(doubleFlow).spec,
+      inputs: { n: 2 },
+    });
+    await waitFor(
+      "the plain execution to end",
+      async () => (await store.executions.get(plain.id))?.phase === "succeeded",
+      20_000,
+    );
     await nt.idle();
     expect(receiver.hits).toHaveLength(1);
   });
 
   it("never holds the executor up: an execution ends while its webhook hangs", async () => {
     const store = await stores.open();
-    const lp = await registerPlan(store, doubleFlow, { name: "slowhook", notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/hang` }] });
+    const lp = await registerPlan(store, doubleFlow, {
+      name: "slowhook",
+      notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/hang` }],
+    });
     const { executor: ex } = await start(store);
     receiver.script.set("/hang", ["hang"]);
     const first = await launchFrom(ex, lp, 1);
     await waitFor("the webhook to be called", () => receiver.on("/hang").length === 1, 20_000);
     // The webhook has not answered, and the executor carries on.
     const second = await launchFrom(ex, lp, 2);
-    await waitFor("the next execution to finish", async () => (await store.executions.get(second.id))?.phase === "succeeded", 20_000);
+    await waitFor(
+      "the next execution to finish",
+      async () => (await store.executions.get(second.id))?.phase === "succeeded",
+      20_000,
+    );
     expect((await store.executions.get(first.id))?.phase).toBe("succeeded");
   });
 });

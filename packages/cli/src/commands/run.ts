@@ -169,7 +169,10 @@ export async function runCommand(
 const CONFIG_NAMES = ["tern.config.ts", "tern.config.mts", "tern.config.js", "tern.config.mjs"];
 
 /** Plugins and backend mapping from tern.config.ts: the file given, else the project root's, else none. */
-async function loadLocalConfig(projectRoot: string, file?: string): Promise<import("@tern/server/config").ServerConfig> {
+async function loadLocalConfig(
+  projectRoot: string,
+  file?: string,
+): Promise<import("@tern/server/config").ServerConfig> {
   const found = file ?? CONFIG_NAMES.map((n) => path.join(projectRoot, n)).find((p) => fs.existsSync(p));
   if (!found) return {};
   const { loadServerConfig } = await import("@tern/server/config");

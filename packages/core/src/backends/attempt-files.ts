@@ -1,21 +1,10 @@
 /**
- * The files that make a `process` backend attempt outlive the engine that launched it.
- * They live in the (local) blob store under the attempt's `outputPrefix`
- * (`executions/<p>/<d>/<execution>/<node>/<attempt>/`):
- *
- * - `worker`: a symlink whose target is `<pid>:<start>`, made by the worker before it
- *   runs the attempt: "this attempt runs in that process". One syscall, and readable
- *   without opening a file.
- * - `outputs.json` or `error.json`: the attempt's result, written by the worker *before*
- *   it replies to the engine. A small result is one `write` (a kill cannot split it; a
- *   reader that comes between `open` and `write` sees an empty file, which does not
- *   parse and so does not count); a large one goes through a temp file and a rename.
- *
- * A restarted engine launches an attempt that was in flight again under the same
- * attempt id; the backend then finds the result (and completes from it without
- * running anything), or the mark of a worker that still runs it (and waits for its
- * result), or the mark of a worker that is gone without a result (the attempt was
- * lost: a system error, retried).
+ * An attempt's files under its `outputPrefix` in the (local) blob store
+ * (`executions/<p>/<d>/<execution>/<node>/<attempt>/`): `outputs.json` or `error.json`,
+ * its result. Large outputs are written there by the worker before it replies; every
+ * other result reaches them when the worker's journal is settled (see
+ * `attempt-journal.ts`). Also: telling a worker process apart from a later process that
+ * got the same pid.
  *
  * Used by the parent (`process.ts`) and the worker (`bin/tern-execute.ts`); node:fs only.
  * @internal
@@ -27,8 +16,6 @@ import { fileURLToPath } from "node:url";
 import type { ErrorDocument } from "../errors.js";
 import type { Json } from "../json.js";
 
-/** Name of the worker's mark in an attempt's directory. */
-export const WORKER_MARK = "worker";
 export const OUTPUTS_FILE = "outputs.json";
 export const ERROR_FILE = "error.json";
 
@@ -98,71 +85,31 @@ export function blobRootDir(root: string): string {
   return fileURLToPath(root);
 }
 
-/** Results up to this size (in UTF-16 units) are written with one `write`, without a rename. */
-const DIRECT_WRITE_LIMIT = 32 * 1024;
-
-/**
- * Write a result so that readers see all of it or something that does not parse.
- * Synchronous: a worker runs one attempt at a time, and this is on its reply path.
- */
+/** Write `text` to `file` (creating its directory) so that readers see all of it or nothing. */
 export function writeResultFile(file: string, text: string): void {
-  if (text.length <= DIRECT_WRITE_LIMIT) {
-    fs.writeFileSync(file, text);
-    return;
-  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
 }
 
-/** Mark `dir` (an attempt's directory, created here) as run by this process. */
-export function markAttempt(dir: string, self: ProcessIdentity): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const target = `${self.pid}:${self.start ?? ""}`;
-  const mark = path.join(dir, WORKER_MARK);
-  try {
-    fs.symlinkSync(target, mark);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    // The same attempt again on another worker (a recycled attempt): the mark moves.
-    fs.rmSync(mark, { force: true });
-    fs.symlinkSync(target, mark);
-  }
+/** The same, without blocking the caller's thread. */
+export async function writeResultFileAsync(file: string, text: string): Promise<void> {
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.promises.writeFile(tmp, text);
+  await fs.promises.rename(tmp, file);
 }
 
-/** What an attempt's directory says about it. */
-export type AttemptRecord =
-  | { kind: "succeeded"; outputs: Json }
-  | { kind: "failed"; error: ErrorDocument }
-  | { kind: "marked"; worker: ProcessIdentity }
-  | { kind: "none" };
+/** A stored result of an attempt. */
+export type StoredResult = { kind: "succeeded"; outputs: Json } | { kind: "failed"; error: ErrorDocument };
 
 /**
- * Read an attempt's directory: its result if one was written, else the mark of the
- * worker that took it, else nothing. Cheap when the directory does not exist (one
- * `stat`), which is the case for every attempt that never ran.
+ * The result under an attempt's directory (its outputPrefix), if any. Cheap when the
+ * directory does not exist (one `stat`), which is the case for nearly every attempt.
  */
-export function readAttempt(dir: string): AttemptRecord {
-  if (!fs.existsSync(dir)) return { kind: "none" };
-  const result = readResult(dir);
-  if (result) return result;
-  let target: string;
-  try {
-    target = fs.readlinkSync(path.join(dir, WORKER_MARK));
-  } catch {
-    return { kind: "none" };
-  }
-  const [pid, start] = target.split(":");
-  return { kind: "marked", worker: { pid: Number(pid), ...(start ? { start: Number(start) } : {}) } };
-}
-
-/**
- * The complete result written in an attempt's directory, if any. A file that does not
- * parse is one being written (or cut short by a crash): it does not count.
- */
-export function readResult(
-  dir: string,
-): Exclude<AttemptRecord, { kind: "marked" } | { kind: "none" }> | undefined {
+export function readResult(dir: string): StoredResult | undefined {
+  if (!fs.existsSync(dir)) return undefined;
   const outputs = readJson(path.join(dir, OUTPUTS_FILE));
   if (outputs.ok) return { kind: "succeeded", outputs: outputs.value as Json };
   const error = readJson(path.join(dir, ERROR_FILE));

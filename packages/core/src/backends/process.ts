@@ -8,14 +8,16 @@
  * the attempt it was running, as a system error, and the pool starts a new worker.
  * Abort kills the worker running the attempt.
  *
- * Restart safety: a worker marks each attempt as its own before running it and writes
- * the result (`outputs.json` / `error.json` under the attempt's `outputPrefix`) before
- * it replies; a worker whose engine died finishes its attempt, writes the result and
- * exits (see `attempt-files.ts`). So `launch` of an attempt id that already ran
- * (an engine that restarted launches its in-flight attempts again under their own ids)
- * runs nothing: it adopts the stored result, or the worker still running the attempt
- * (whose result it then waits for), or, when that worker is gone without a result,
- * reports the attempt lost (a system error, retried).
+ * Restart safety: a worker records each attempt in its journal in the blob root
+ * before running it, and the result before it replies (outputs over 1 MiB go to
+ * `<outputPrefix>/outputs.json` first); journals are later settled into
+ * `<outputPrefix>/outputs.json` / `error.json` (see `attempt-journal.ts`). A worker
+ * whose engine died finishes its attempt, records the result and exits. So `launch`
+ * of an attempt id that already ran (an engine that restarted launches its in-flight
+ * attempts again under their own ids) runs nothing: it adopts the stored result, or
+ * the worker still running the attempt (whose result it then waits for), or, when
+ * that worker is gone without a result, reports the attempt lost (a system error,
+ * retried). Checking costs a `stat` and a look at the journal directory per launch.
  *
  * Protocol (Node IPC, see {@link RunMessage} and {@link WorkerMessage}): the parent
  * sends `run`; the worker answers with `log` messages and one `done`. Outputs come
@@ -35,7 +37,15 @@ import type { Json } from "../json.js";
 import { type BackendPlugin, CONTRACT_VERSION, type TaskContext, type TaskStatus } from "../plugin.js";
 import type { TaskSpec } from "../spec.js";
 import { createToken, type Token } from "../tokens.js";
-import { blobRootDir, isWorkerAlive, type ProcessIdentity, processStartTime, readAttempt, readResult } from "./attempt-files.js";
+import {
+  blobRootDir,
+  isWorkerAlive,
+  type ProcessIdentity,
+  processStartTime,
+  readResult,
+  type StoredResult,
+} from "./attempt-files.js";
+import { JournalIndex, removeJournals, settleDeadJournals } from "./attempt-journal.js";
 
 /** Configuration of the {@link ProcessBackend}. */
 export interface ProcessBackendOptions {
@@ -151,6 +161,8 @@ interface Adopted {
   readonly ctx: TaskContext;
   /** The attempt's directory (its outputPrefix in the local blob store). */
   readonly dir: string;
+  /** The journals of its blob root. */
+  readonly journals: JournalIndex;
   /** The worker still running it (none when the result was found at once). */
   readonly worker?: ProcessIdentity;
   status?: TaskStatus;
@@ -223,8 +235,11 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   /** Attempts adopted from an engine that stopped, by attempt id. */
   private readonly adopted = new Map<string, Adopted>();
   private adoptedTimer?: NodeJS.Timeout;
-  /** Local directories of `file:` blob roots. */
-  private readonly rootDirs = new Map<string, string>();
+  /** Local directories of `file:` blob roots, and the journals of other engines' workers there. */
+  private readonly roots = new Map<string, { dir: string; journals: JournalIndex }>();
+  /** Pids of this pool's live workers (their journals need no reading: their attempts are known). */
+  private readonly ownPids = new Set<number>();
+  private settlingJournals?: Promise<void>;
   private readonly finishedLogs = new Map<string, string[]>();
   /** Small integer keys for task spec objects, so a worker receives each spec once. */
   private readonly specKeys = new WeakMap<TaskSpec, number>();
@@ -319,7 +334,8 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   async check(ctx: TaskContext, state: ProcessState): Promise<TaskStatus> {
     const run = this.runs.get(state.attempt);
     if (run) return run.status ?? (run.worker ? RUNNING : WAITING);
-    const adopted = this.adopted.get(state.attempt) ?? (ctx?.outputPrefix ? this.adopt(ctx, state) : undefined);
+    const adopted =
+      this.adopted.get(state.attempt) ?? (ctx?.outputPrefix ? this.adopt(ctx, state) : undefined);
     if (adopted) return adopted.status ?? RUNNING;
     return lostStatus(state.attempt, state.pid);
   }
@@ -332,7 +348,10 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
     }
     const adopted = this.adopted.get(state.attempt);
     if (adopted && !adopted.status) {
-      adopted.status = { phase: "aborted", message: "aborted: the worker process running the adopted attempt was killed" };
+      adopted.status = {
+        phase: "aborted",
+        message: "aborted: the worker process running the adopted attempt was killed",
+      };
       // Another engine's worker: signal it only while it is still that process.
       if (adopted.worker && isWorkerAlive(adopted.worker)) {
         try {
@@ -389,14 +408,20 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   async handOver(): Promise<void> {
     this.closed = true;
     this.stopAdoptedTimer();
-    for (const run of this.queue.splice(0)) this.end(run, { phase: "aborted", message: "the process backend was handed over" });
+    for (const r of this.roots.values()) r.journals.close();
+    for (const run of this.queue.splice(0))
+      this.end(run, { phase: "aborted", message: "the process backend was handed over" });
     const exits: Promise<void>[] = [];
     for (const w of [...this.workers]) {
       w.leaving = true;
       this.workers.delete(w);
       const run = w.run;
       w.run = undefined;
-      if (run) this.end(run, { phase: "aborted", message: "the process backend was handed over; the worker finishes the attempt" });
+      if (run)
+        this.end(run, {
+          phase: "aborted",
+          message: "the process backend was handed over; the worker finishes the attempt",
+        });
       if (w.alive && w.child.connected) w.child.disconnect();
       // Idle workers exit at once; busy ones when their attempt is done (not waited for).
       if (!run) exits.push(w.exited);
@@ -411,10 +436,14 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   async close(): Promise<void> {
     this.closed = true;
     this.stopAdoptedTimer();
+    for (const r of this.roots.values()) r.journals.close();
     const closing: TaskStatus = { phase: "aborted", message: "the process backend was closed" };
     for (const run of this.queue.splice(0)) this.end(run, closing);
     for (const w of this.workers) if (w.run) this.end(w.run, closing);
+    const killed = new Set([...this.workers].map((w) => w.pid));
     await Promise.all([...this.workers].map((w) => this.kill(w)));
+    // The engine is done with every attempt these workers ran: nothing will adopt them.
+    await Promise.all([...this.roots.values()].map((r) => removeJournals(r.dir, killed)));
   }
 
   /** Pids of the pool's workers, not counting those being retired (for tests and diagnostics). */
@@ -429,49 +458,74 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   private stateOf(run: Run): ProcessState {
     const w = run.worker;
     if (!w) return { attempt: run.id, pid: null };
-    return w.start === undefined ? { attempt: run.id, pid: w.pid } : { attempt: run.id, pid: w.pid, start: w.start };
+    return w.start === undefined
+      ? { attempt: run.id, pid: w.pid }
+      : { attempt: run.id, pid: w.pid, start: w.start };
   }
 
-  /** The local directory of an attempt (its outputPrefix), or undefined for a remote blob store. */
-  private attemptDir(ctx: TaskContext): string | undefined {
+  /** A `file:` blob root's directory and journal index, or undefined for a remote blob store. */
+  private rootOf(ctx: TaskContext): { dir: string; journals: JournalIndex } | undefined {
     const root = ctx.blobs.root;
-    let dir = this.rootDirs.get(root);
-    if (dir === undefined) {
+    let r = this.roots.get(root);
+    if (!r) {
       if (!root.startsWith("file:")) return undefined;
-      dir = blobRootDir(root);
-      this.rootDirs.set(root, dir);
+      const dir = blobRootDir(root);
+      r = { dir, journals: new JournalIndex(dir, (pid) => this.ownPids.has(pid)) };
+      this.roots.set(root, r);
+      this.settleJournals();
     }
-    return path.join(dir, ctx.outputPrefix);
+    return r;
+  }
+
+  /** Settle (in the background) the journals of workers that are gone: theirs and other engines'. */
+  private settleJournals(): void {
+    if (this.settlingJournals) return;
+    const dirs = [...this.roots.values()].map((r) => r.dir);
+    this.settlingJournals = (async () => {
+      for (const d of dirs) await settleDeadJournals(d);
+    })().finally(() => {
+      this.settlingJournals = undefined;
+    });
   }
 
   /**
-   * Adopt an attempt that ran (or runs) outside this backend: its stored result, or the
-   * worker that marked it and is still alive. Undefined when it never started, so
-   * `launch` starts it. `prior` is a persisted state, for a worker that left no mark.
+   * Adopt an attempt that ran (or runs) outside this backend: its stored result (under
+   * its outputPrefix, or in a worker's journal), or the live worker that took it.
+   * Undefined when it never started, so `launch` starts it. `prior` is a persisted
+   * state, naming the worker (for `check` after a restart).
    */
   private adopt(ctx: TaskContext, prior?: ProcessState): Adopted | undefined {
-    const dir = this.attemptDir(ctx);
-    if (!dir) return undefined;
-    const rec = readAttempt(dir);
+    const root = this.rootOf(ctx);
+    if (!root) return undefined;
+    const dir = path.join(root.dir, ctx.outputPrefix);
     const id = ctx.attempt.id;
+    const found = lookup(dir, root.journals, id);
     let adopted: Adopted;
-    if (rec.kind === "succeeded" || rec.kind === "failed") {
-      adopted = { id, ctx, dir, status: resultStatus(rec) };
+    if (found.result) {
+      adopted = { id, ctx, dir, journals: root.journals, status: resultStatus(found.result) };
       ctx.logger.info(`adopted the stored result of attempt ${id} (it ran before the engine restarted)`);
     } else {
-      const worker: ProcessIdentity | undefined =
-        rec.kind === "marked" ? rec.worker : prior?.pid ? { pid: prior.pid, ...(prior.start === undefined ? {} : { start: prior.start }) } : undefined;
-      if (!worker) return undefined;
-      if (isWorkerAlive(worker)) {
-        adopted = { id, ctx, dir, worker };
-        ctx.logger.info(`adopted attempt ${id}, still running in worker process ${worker.pid} of an engine that stopped`);
+      const workers = found.workers.length
+        ? found.workers
+        : prior?.pid
+          ? [{ pid: prior.pid, ...(prior.start === undefined ? {} : { start: prior.start }) }]
+          : [];
+      if (!workers.length) return undefined;
+      const live = workers.find(isWorkerAlive);
+      if (live) {
+        adopted = { id, ctx, dir, journals: root.journals, worker: live };
+        ctx.logger.info(
+          `adopted attempt ${id}, still running in worker process ${live.pid} of an engine that stopped`,
+        );
       } else {
-        // Re-read: the worker may have written its result and exited in between.
-        const late = readResult(dir);
+        // Look again: the worker may have recorded its result and exited in between.
+        const late = lookup(dir, root.journals, id).result;
+        const worker = workers[workers.length - 1];
         adopted = {
           id,
           ctx,
           dir,
+          journals: root.journals,
           worker,
           status: late ? resultStatus(late) : lostStatus(id, worker.pid),
         };
@@ -489,10 +543,10 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
       let waiting = 0;
       for (const a of this.adopted.values()) {
         if (a.status) continue;
-        const result = readResult(a.dir);
+        const result = lookup(a.dir, a.journals, a.id).result;
         if (result) a.status = resultStatus(result);
         else if (!isWorkerAlive(a.worker!)) {
-          const late = readResult(a.dir);
+          const late = lookup(a.dir, a.journals, a.id).result;
           a.status = late ? resultStatus(late) : lostStatus(a.id, a.worker!.pid);
         }
         if (a.status) a.ctx.notify();
@@ -558,6 +612,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
       exited: new Promise<void>((r) => (resolveExit = r)),
     };
     this.workers.add(w);
+    this.ownPids.add(w.pid);
     child.on("message", (m: WorkerMessage) => this.onMessage(w, m));
     child.on("exit", (code, signal) => {
       resolveExit();
@@ -674,6 +729,9 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   private onExit(w: Worker, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
     w.alive = false;
     this.workers.delete(w);
+    this.ownPids.delete(w.pid);
+    // Its journal: results under their outputPrefix, then the file removed (unless closing: see close).
+    if (!this.closed) this.settleJournals();
     const i = this.idle.indexOf(w);
     if (i >= 0) this.idle.splice(i, 1);
     const run = w.run;
@@ -754,7 +812,26 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
 }
 
 /** The status of a stored result. */
-function resultStatus(r: NonNullable<ReturnType<typeof readResult>>): TaskStatus {
+/**
+ * An attempt's result and the workers that took it: under its outputPrefix, or in the
+ * journals. The directory is read again after the journals: a journal settled (its
+ * results moved under their outputPrefix, the file deleted) between the two looks
+ * still counts.
+ */
+function lookup(
+  dir: string,
+  journals: JournalIndex,
+  id: string,
+): { result?: StoredResult; workers: ProcessIdentity[] } {
+  const direct = readResult(dir);
+  if (direct) return { result: direct, workers: [] };
+  const entry = journals.lookup(id);
+  if (entry?.result) return { result: entry.result, workers: entry.workers };
+  const late = entry?.settledMeanwhile ? readResult(dir) : undefined;
+  return late ? { result: late, workers: [] } : { workers: entry?.workers ?? [] };
+}
+
+function resultStatus(r: StoredResult): TaskStatus {
   return r.kind === "succeeded"
     ? { phase: "succeeded", outputs: r.outputs, message: "adopted the stored result" }
     : { phase: "failed", error: r.error, message: "adopted the stored result" };
@@ -764,7 +841,12 @@ function resultStatus(r: NonNullable<ReturnType<typeof readResult>>): TaskStatus
 function adoptedState(a: Adopted): ProcessState {
   const w = a.worker;
   if (!w) return { attempt: a.id, pid: null, adopted: "result" };
-  return { attempt: a.id, pid: w.pid, ...(w.start === undefined ? {} : { start: w.start }), adopted: "running" };
+  return {
+    attempt: a.id,
+    pid: w.pid,
+    ...(w.start === undefined ? {} : { start: w.start }),
+    adopted: "running",
+  };
 }
 
 function lostStatus(attempt: string, pid: number | null | undefined): TaskStatus {

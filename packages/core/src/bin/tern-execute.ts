@@ -7,11 +7,12 @@
  * - `tern-execute --serve`: the IPC worker loop of the `process` backend's pool.
  *   It runs one attempt at a time; what the task writes to stdout/stderr and
  *   through `ctx.logger` goes back to the parent as that attempt's log. Each
- *   attempt is marked as this process's before it runs, and its result is written
- *   to `<outputPrefix>/outputs.json` or `error.json` before the reply (see
- *   `backends/attempt-files.ts`): an engine that died meanwhile is replaced by one
- *   that adopts the result. A worker whose parent died finishes its attempt,
- *   writes the result, and exits.
+ *   attempt is recorded in this worker's journal in the blob root before it runs,
+ *   and its result before the reply (see `backends/attempt-journal.ts`; the results
+ *   end up as `<outputPrefix>/outputs.json` or `error.json`): an engine that died
+ *   meanwhile is replaced by one that adopts the result, or this still-running
+ *   worker. A worker whose parent died finishes its attempt, records the result,
+ *   and exits.
  * - one-shot, for pods and batch jobs: read the inputs, run the task, write
  *   `<output-prefix>/outputs.json` or `<output-prefix>/error.json`. Exit code 0 on
  *   success, 1 when the task failed, 2 on a wrong command line.
@@ -23,13 +24,12 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   blobRootDir,
-  ERROR_FILE,
-  markAttempt,
   OUTPUTS_FILE,
   type ProcessIdentity,
   processStartTime,
   writeResultFile,
 } from "../backends/attempt-files.js";
+import { JournalWriter } from "../backends/attempt-journal.js";
 import type { RunMessage, WorkerLogLevel, WorkerMessage } from "../backends/process.js";
 import { type BlobStore, LocalBlobStore } from "../blob.js";
 import { importBundle } from "../bundle.js";
@@ -108,8 +108,12 @@ function safeFields(fields: Record<string, unknown> | undefined): Record<string,
 
 interface Current {
   readonly a: string;
-  /** The attempt's directory in the blob store (its outputPrefix). */
+  /** The attempt's outputPrefix (a blob key). */
+  readonly prefix: string;
+  /** Its directory in the blob store. */
   readonly dir: string;
+  /** The journal of its blob root. */
+  readonly journal: JournalWriter;
   /** Partial lines written to stdout/stderr, waiting for their newline. */
   out: string;
   err: string;
@@ -182,14 +186,15 @@ function serve(): void {
   const specs = new Map<number, TaskSpec>();
   const stores = new Map<string, BlobStore>();
   const self: ProcessIdentity = { pid: process.pid, start: processStartTime(process.pid) };
-  const rootDirs = new Map<string, string>();
-  const attemptDir = (m: RunMessage): string => {
-    let root = rootDirs.get(m.blobRoot);
-    if (root === undefined) {
-      root = blobRootDir(m.blobRoot);
-      rootDirs.set(m.blobRoot, root);
+  const roots = new Map<string, { dir: string; journal: JournalWriter }>();
+  const rootOf = (m: RunMessage) => {
+    let r = roots.get(m.blobRoot);
+    if (!r) {
+      const dir = blobRootDir(m.blobRoot);
+      r = { dir, journal: new JournalWriter(dir, self) };
+      roots.set(m.blobRoot, r);
     }
-    return path.join(root, m.outputPrefix);
+    return r;
   };
   captureOutput(process.stdout, "out", "info");
   captureOutput(process.stderr, "err", "error");
@@ -215,7 +220,7 @@ function serve(): void {
     }
     flushOutput(cur);
     const doc = toErrorDocument(err, "user");
-    const reply = persist(cur.dir, {
+    const reply = persist(cur, {
       t: "done",
       a: cur.a,
       error: { ...doc, message: `uncaught exception in task code: ${doc.message}` },
@@ -230,11 +235,28 @@ function serve(): void {
    * result that cannot be written fails the attempt as a system error (retried): a
    * reply alone would be lost with the engine.
    */
-  function persist(dir: string, reply: Extract<WorkerMessage, { t: "done" }>, json?: string): Extract<WorkerMessage, { t: "done" }> {
-    if (reply.recycle) return reply; // not a result: the attempt runs again elsewhere
+  function persist(
+    cur: Current,
+    reply: Extract<WorkerMessage, { t: "done" }>,
+    json?: string,
+  ): Extract<WorkerMessage, { t: "done" }> {
+    const { dir, prefix, journal } = cur;
+    if (reply.recycle) {
+      // Not a result: the attempt runs again on a fresh worker.
+      try {
+        journal.released(reply.a, prefix);
+      } catch {
+        // the fresh worker's record supersedes this one anyway
+      }
+      return reply;
+    }
     try {
-      if (reply.error) writeResultFile(path.join(dir, ERROR_FILE), JSON.stringify(reply.error));
-      else writeResultFile(path.join(dir, OUTPUTS_FILE), json ?? reply.json ?? "null");
+      if (reply.error) journal.result(reply.a, prefix, "e", JSON.stringify(reply.error));
+      else if (reply.stored) {
+        // Large outputs: the file first, then the journal line that points at it.
+        writeResultFile(path.join(dir, OUTPUTS_FILE), json ?? "null");
+        journal.result(reply.a, prefix, "f");
+      } else journal.result(reply.a, prefix, "o", reply.json ?? "null");
       return reply;
     } catch (e) {
       return {
@@ -250,7 +272,7 @@ function serve(): void {
     }
   }
 
-  async function runAttempt(m: RunMessage, dir: string): Promise<WorkerMessage> {
+  async function runAttempt(m: RunMessage, cur: Current): Promise<WorkerMessage> {
     if (m.drop !== undefined) specs.delete(m.drop);
     if (m.req.task) specs.set(m.spec, m.req.task);
     const task = specs.get(m.spec);
@@ -280,16 +302,16 @@ function serve(): void {
         logger: new IpcLogger(m.a),
         signal: new AbortController().signal,
       });
-      if (!res.ok) return persist(dir, { t: "done", a: m.a, error: res.error });
+      if (!res.ok) return persist(cur, { t: "done", a: m.a, error: res.error });
       const json = JSON.stringify(res.outputs) ?? "null";
       // A UTF-16 unit is at most 3 UTF-8 bytes: most outputs skip the exact byte count.
       if (json.length * 3 <= INLINE_OUTPUT_LIMIT || Buffer.byteLength(json) <= INLINE_OUTPUT_LIMIT)
-        return persist(dir, { t: "done", a: m.a, json });
-      return persist(dir, { t: "done", a: m.a, stored: true }, json);
+        return persist(cur, { t: "done", a: m.a, json });
+      return persist(cur, { t: "done", a: m.a, stored: true }, json);
     } catch (e) {
       if (e instanceof AmbiguousAcrossBundles)
-        return { t: "done", a: m.a, recycle: true, error: toErrorDocument(e, "system") };
-      return persist(dir, { t: "done", a: m.a, error: toErrorDocument(e, "system") });
+        return persist(cur, { t: "done", a: m.a, recycle: true, error: toErrorDocument(e, "system") });
+      return persist(cur, { t: "done", a: m.a, error: toErrorDocument(e, "system") });
     }
   }
 
@@ -307,10 +329,11 @@ function serve(): void {
       });
       return;
     }
-    const dir = attemptDir(m);
+    const root = rootOf(m);
+    const dir = path.join(root.dir, m.outputPrefix);
     try {
       // Before anything runs: a restarted engine then knows this process has the attempt.
-      markAttempt(dir, self);
+      root.journal.started(m.a, m.outputPrefix);
     } catch (e) {
       send({
         t: "done",
@@ -318,15 +341,15 @@ function serve(): void {
         error: {
           code: ErrorCodes.SYSTEM,
           kind: "system",
-          message: `worker ${process.pid} could not mark attempt ${m.a} under ${dir}: ${(e as Error).message}`,
+          message: `worker ${process.pid} could not record attempt ${m.a} in its journal under ${root.dir}: ${(e as Error).message}`,
           hint: "check that the blob directory is writable and has space",
         },
       });
       return;
     }
-    const cur: Current = { a: m.a, dir, out: "", err: "" };
+    const cur: Current = { a: m.a, prefix: m.outputPrefix, dir, journal: root.journal, out: "", err: "" };
     current = cur;
-    void runAttempt(m, dir).then((reply) => {
+    void runAttempt(m, cur).then((reply) => {
       if (current !== cur) return; // already answered (uncaught exception)
       flushOutput(cur);
       current = undefined;

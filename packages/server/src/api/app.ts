@@ -8,7 +8,12 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, LogController } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from "fastify";
 import type { ApiContext } from "./context.js";
 import { ApiErrorCodes, apiError, toErrorResponse } from "./errors.js";
 import { executionRoutes } from "./routes/executions.js";

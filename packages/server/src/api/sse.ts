@@ -21,6 +21,8 @@ import { TERMINAL_PHASES } from "./launch.js";
 const PAGE = 1000;
 /** Wait this long for a missing event to reach the store before reading it. */
 const GAP_FILL_MS = 15;
+/** First store poll after subscribing; each next one waits twice as long, up to `watchPollMs`. */
+const FIRST_POLL_MS = 20;
 
 /** An event as the API shows it: a plugin's persisted state (job handles, pids) stays inside the server. */
 export function publicEvent(e: ExecutionEvent): Omit<ExecutionEvent, "pluginState"> {
@@ -51,6 +53,7 @@ export function streamExecution(
     let gapTimer: NodeJS.Timeout | undefined;
     let heartbeat: NodeJS.Timeout | undefined;
     let poll: NodeJS.Timeout | undefined;
+    let pollDelay = FIRST_POLL_MS;
     let unsubscribe: (() => void) | undefined;
 
     res.writeHead(200, {
@@ -79,7 +82,7 @@ export function streamExecution(
       ended = true;
       unsubscribe?.();
       clearInterval(heartbeat);
-      clearInterval(poll);
+      clearTimeout(poll);
       clearTimeout(gapTimer);
       ctx.streams.delete(close);
       if (!res.destroyed) res.end();
@@ -147,7 +150,16 @@ export function streamExecution(
 
     if (!opts.terminal) unsubscribe = ctx.executor.subscribe(execution, onLive);
     heartbeat = setInterval(() => void write(": heartbeat\n\n"), ctx.heartbeatMs);
-    poll = setInterval(() => void fill(), ctx.watchPollMs);
+    // Polls start fast and slow down to watchPollMs: right after subscribing, events emitted
+    // just before (and the end of a very short execution) are only in the store.
+    const schedulePoll = () => {
+      if (ended) return;
+      poll = setTimeout(() => {
+        void fill().finally(schedulePoll);
+      }, pollDelay);
+      pollDelay = Math.min(ctx.watchPollMs, pollDelay * 2);
+    };
+    schedulePoll();
     ctx.streams.add(close);
     res.on("close", close);
     void fill();

@@ -13,7 +13,11 @@ export function bundleKey(digest: string): string {
 }
 
 /** Copy the bundles a workflow's tasks name from blob storage to `workDir`, once each. */
-export async function materializeBundles(compiled: CompiledWorkflow, workDir: string, blobs: BlobStore): Promise<void> {
+export async function materializeBundles(
+  compiled: CompiledWorkflow,
+  workDir: string,
+  blobs: BlobStore,
+): Promise<void> {
   const digests = new Set<string>();
   for (const t of Object.values(compiled.tasks)) if (t.code?.bundle) digests.add(t.code.bundle);
   for (const d of digests) {

@@ -64,6 +64,16 @@ export class EventLog {
     this.running ??= this.flushSoon();
   }
 
+  /**
+   * Write the node projection's changed rows soon, even without new events (the rows a
+   * resumed execution marks for rewriting). Goes through the same serialized flush as
+   * appends, so rows are never written out of order.
+   */
+  writeProjectionSoon(): void {
+    if (this.stopped) return;
+    this.running ??= this.flushSoon();
+  }
+
   /** Resolves once everything queued so far is stored (or the log stopped). */
   drain(): Promise<void> {
     if (this.queue.length === 0 && !this.running) return Promise.resolve();
@@ -107,7 +117,10 @@ export class EventLog {
         if (this.stopped) return;
         if (e instanceof TernError && (e.code === ErrorCodes.CONFLICT || e.code === ErrorCodes.NOT_FOUND)) {
           this.lostError = e;
-          this.opts.logger.warn({ execution: this.opts.execution, err: e.message }, "event log refused: the execution is no longer ours");
+          this.opts.logger.warn(
+            { execution: this.opts.execution, err: e.message },
+            "event log refused: the execution is no longer ours",
+          );
           this.stop();
           this.opts.onLost(e);
           return;
@@ -115,7 +128,12 @@ export class EventLog {
         failures++;
         const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (failures - 1));
         this.opts.logger.warn(
-          { execution: this.opts.execution, err: (e as Error).message, retryInMs: delay, pending: this.queue.length },
+          {
+            execution: this.opts.execution,
+            err: (e as Error).message,
+            retryInMs: delay,
+            pending: this.queue.length,
+          },
           "appending events failed; retrying",
         );
         await this.sleep(delay);
@@ -127,6 +145,7 @@ export class EventLog {
       for (const e of batch) this.projection.apply(e);
       await this.writeProjection();
     }
+    if (!this.stopped) await this.writeProjection();
   }
 
   /** Write the rows of nodes changed by stored events; a failure keeps them for the next batch. */
@@ -137,7 +156,10 @@ export class EventLog {
       await this.opts.store.nodes.putMany(rows);
     } catch (e) {
       this.projection.restore(rows);
-      this.opts.logger.warn({ execution: this.opts.execution, err: (e as Error).message }, "writing the node projection failed; retrying with the next batch");
+      this.opts.logger.warn(
+        { execution: this.opts.execution, err: (e as Error).message },
+        "writing the node projection failed; retrying with the next batch",
+      );
     }
   }
 

@@ -23,7 +23,6 @@
  * const rec = await executor.launch({ project, domain, compiled, inputs: { n: 3 } });
  * // … kill -9 at any point; a new Executor on the same store resumes it.
  */
-import { randomBytes } from "node:crypto";
 import {
   type BackendConfig,
   type BlobStore,
@@ -45,8 +44,10 @@ import { checkInputs } from "./inputs.js";
 
 /** Kept here too: callers import it from this module. */
 export { bundleKey } from "./bundles.js";
+
 import { type ExecutorLogger, silentLogger } from "./logger.js";
-import { type ExecutorActivity, ExecutionRun, logKey, type RunHost } from "./run.js";
+import { defaultOwner, isDeadLocalOwner } from "./owner.js";
+import { ExecutionRun, type ExecutorActivity, logKey, type RunHost } from "./run.js";
 
 export interface ExecutorOptions {
   store: Store;
@@ -57,8 +58,15 @@ export interface ExecutorOptions {
   backend?: string;
   plugins?: TernPlugin[];
   backendConfig?: BackendConfig;
-  /** This replica's name in leases. @default a random id */
+  /**
+   * This replica's name in leases. The default, `replica-<random>@<host>#<pid>.<start>`,
+   * lets a replica on the same host take this one's executions over at once when this
+   * process is gone (see `owner.ts`); a name given here relies on lease expiry.
+   * @default a fresh name for this process
+   */
   owner?: string;
+  /** Take over at once the executions of dead replicas on this host (default owner names only). @default true */
+  fastTakeover?: boolean;
   /** How long a claimed execution stays this replica's without renewal. @default 15000 */
   leaseTtlMs?: number;
   /** How often to renew leases and claim queued or orphaned executions; at most a third of the TTL. @default 1000 */
@@ -117,7 +125,7 @@ export class Executor {
     private readonly opts: ExecutorOptions,
     readonly local: LocalEngine,
   ) {
-    this.owner = opts.owner ?? `replica-${randomBytes(4).toString("hex")}`;
+    this.owner = opts.owner ?? defaultOwner();
     this.logger = opts.logger ?? silentLogger;
     this.leaseTtlMs = opts.leaseTtlMs ?? 15_000;
     this.claimIntervalMs = opts.claimIntervalMs ?? Math.min(1000, Math.floor(this.leaseTtlMs / 3));
@@ -130,7 +138,6 @@ export class Executor {
         { hint: "renewals must fit several times in a lease, or a slow round lets it expire" },
       );
     }
-    const self = this;
     this.host = {
       store: opts.store,
       owner: this.owner,
@@ -138,14 +145,17 @@ export class Executor {
       workDir: opts.workDir,
       engine: local.engine,
       logger: this.logger,
-      listeners: (id) => self.listeners.get(id),
-      activity: (a) => opts.onActivity?.({ ...a, owner: self.owner, at: Date.now() }),
+      listeners: (id) => this.listeners.get(id),
+      activity: (a) => opts.onActivity?.({ ...a, owner: this.owner, at: Date.now() }),
       ended: (rec) => {
-        for (const l of self.endListeners) {
+        for (const l of this.endListeners) {
           try {
             l(rec);
           } catch (e) {
-            self.logger.warn({ execution: rec.id, err: (e as Error).message }, "an execution-end listener failed");
+            this.logger.warn(
+              { execution: rec.id, err: (e as Error).message },
+              "an execution-end listener failed",
+            );
           }
         }
       },
@@ -221,10 +231,15 @@ export class Executor {
     } else if (rec.phase === "queued" && !rec.owner) {
       const done = await this.store.executions.update(
         id,
-        { phase: "aborted", endedAt: Date.now(), error: { code: ErrorCodes.ABORTED, kind: "user", message: reason } },
+        {
+          phase: "aborted",
+          endedAt: Date.now(),
+          error: { code: ErrorCodes.ABORTED, kind: "user", message: reason },
+        },
         { phases: ["queued"] },
       );
-      if (!done) await this.store.executions.update(id, { phase: "aborting" }, { phases: ["queued", "running"] });
+      if (!done)
+        await this.store.executions.update(id, { phase: "aborting" }, { phases: ["queued", "running"] });
     } else {
       await this.store.executions.update(id, { phase: "aborting" }, { phases: ["queued", "running"] });
     }
@@ -266,7 +281,10 @@ export class Executor {
     const n = attempt ?? (await this.store.nodes.get(id, node))?.attempts ?? 1;
     const uri = this.opts.blobs.uri(logKey(rec, node, n));
     if (!(await this.opts.blobs.exists(uri))) return [];
-    return Buffer.from(await this.opts.blobs.get(uri)).toString("utf8").split("\n").filter(Boolean);
+    return Buffer.from(await this.opts.blobs.get(uri))
+      .toString("utf8")
+      .split("\n")
+      .filter(Boolean);
   }
 
   /**
@@ -338,7 +356,8 @@ export class Executor {
     }
     this.leaseValidUntil = t0 + this.leaseTtlMs;
     for (const r of this.runs.values()) {
-      if (!r.over && r.claimedAt < t0 && !held.has(r.id)) r.detach("the lease is held by another replica now", false);
+      if (!r.over && r.claimedAt < t0 && !held.has(r.id))
+        r.detach("the lease is held by another replica now", false);
     }
     return true;
   }
@@ -347,9 +366,25 @@ export class Executor {
     if (this.closed) return;
     try {
       const busy = [...this.runs.values()].filter((r) => !r.over).length;
-      const free = Math.min(this.maxExecutions - busy, this.claimBatch);
-      if (free > 0) {
-        for (const rec of await this.store.executions.claim(this.owner, this.leaseTtlMs, free)) {
+      let free = Math.min(this.maxExecutions - busy, this.claimBatch);
+      const claimed: ExecutionRecord[] = [];
+      if (free > 0 && this.opts.fastTakeover !== false) {
+        // Executions of a replica on this host whose process is gone: no need to wait for the lease.
+        for (const owner of await this.store.executions.activeOwners()) {
+          if (free <= 0 || owner === this.owner || !isDeadLocalOwner(owner)) continue;
+          const taken = await this.store.executions.transfer(owner, this.owner, this.leaseTtlMs, free);
+          if (taken.length)
+            this.logger.info(
+              { from: owner, executions: taken.length },
+              "took over the executions of a dead replica on this host",
+            );
+          claimed.push(...taken);
+          free -= taken.length;
+        }
+      }
+      if (free > 0) claimed.push(...(await this.store.executions.claim(this.owner, this.leaseTtlMs, free)));
+      if (claimed.length) {
+        for (const rec of claimed) {
           const prior = this.runs.get(rec.id);
           if (prior && !prior.over) continue; // ours all along: our own lease had run out
           this.startRun(rec);

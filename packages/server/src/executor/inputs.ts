@@ -6,7 +6,10 @@
 import { type CompiledWorkflow, ErrorCodes, TernError, validateValue } from "@tern/core";
 
 /** The inputs with defaults filled in; throws `TERN_E_INPUT_INVALID` for the first problem. */
-export function checkInputs(compiled: CompiledWorkflow, given: Record<string, unknown>): Record<string, unknown> {
+export function checkInputs(
+  compiled: CompiledWorkflow,
+  given: Record<string, unknown>,
+): Record<string, unknown> {
   const wf = compiled.workflow;
   const declared = wf.interface.inputs;
   for (const k of Object.keys(given ?? {})) {
@@ -21,15 +24,21 @@ export function checkInputs(compiled: CompiledWorkflow, given: Record<string, un
   for (const [k, s] of Object.entries(declared)) {
     const v = given?.[k] ?? s.default;
     if (v === undefined && !s.optional) {
-      throw new TernError(ErrorCodes.INPUT_INVALID, `workflow "${wf.id.name}" needs input "${k}"`, { details: { input: k } });
+      throw new TernError(ErrorCodes.INPUT_INVALID, `workflow "${wf.id.name}" needs input "${k}"`, {
+        details: { input: k },
+      });
     }
     if (v === undefined) continue;
     const problem = validateValue(v, s.schema);
     if (problem) {
-      throw new TernError(ErrorCodes.INPUT_INVALID, `input "${k}${problem.path}" of workflow "${wf.id.name}" ${problem.message}`, {
-        hint: "give a value of the declared type",
-        details: { input: k, path: problem.path },
-      });
+      throw new TernError(
+        ErrorCodes.INPUT_INVALID,
+        `input "${k}${problem.path}" of workflow "${wf.id.name}" ${problem.message}`,
+        {
+          hint: "give a value of the declared type",
+          details: { input: k, path: problem.path },
+        },
+      );
     }
     out[k] = v;
   }

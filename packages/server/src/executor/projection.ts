@@ -21,7 +21,14 @@ export class NodeProjection {
     if (!id) return;
     let r = this.rows.get(id);
     if (!r) {
-      r = { execution: this.execution, nodeId: id, phase: e.phase, attempts: 0, userFailures: 0, systemFailures: 0 };
+      r = {
+        execution: this.execution,
+        nodeId: id,
+        phase: e.phase,
+        attempts: 0,
+        userFailures: 0,
+        systemFailures: 0,
+      };
       this.rows.set(id, r);
     }
     r.phase = e.phase;

@@ -11,8 +11,8 @@ import {
   type BlobStore,
   type CompiledWorkflow,
   type Engine,
-  type ErrorDocument,
   ErrorCodes,
+  type ErrorDocument,
   type ExecutionEvent,
   type ExecutionHandle,
   type ExecutionResult,
@@ -59,9 +59,10 @@ export interface RunHost {
 }
 
 const NODE_TERMINAL = new Set(["succeeded", "failed", "skipped", "aborted"]);
-const EVENTS_PAGE = 5000;
+const EVENTS_PAGE = 10_000;
 /** Rows of the node projection rewritten on resume: the last owner may have died before writing them. */
 const PROJECTION_TAIL = 2000;
+const PROJECTION_DELAY_MS = 1000;
 
 export class ExecutionRun {
   readonly id: string;
@@ -75,6 +76,8 @@ export class ExecutionRun {
   readonly done: Promise<void>;
   private detached?: { reason: string; flush: boolean };
   private settled = false;
+  /** Recording its outcome: past the point where detaching means anything. */
+  private finishing = false;
 
   constructor(
     private readonly host: RunHost,
@@ -95,7 +98,7 @@ export class ExecutionRun {
    * are dropped (the lease is gone: the next owner rebuilds them from what is stored).
    */
   detach(reason: string, flush: boolean): void {
-    if (this.settled || this.detached) return;
+    if (this.settled || this.detached || this.finishing) return;
     this.detached = { reason, flush };
     this.host.logger.info({ execution: this.id, reason }, "detaching execution");
     this.handle?.detach(reason);
@@ -133,7 +136,10 @@ export class ExecutionRun {
       } else {
         reason = (e as Error).message;
         await this.failToStart(e).catch((err) => {
-          host.logger.error({ execution: this.id, err: (err as Error).message }, "could not record the execution's failure");
+          host.logger.error(
+            { execution: this.id, err: (err as Error).message },
+            "could not record the execution's failure",
+          );
         });
       }
     } finally {
@@ -148,11 +154,13 @@ export class ExecutionRun {
   private async drive(): Promise<void> {
     const { host } = this;
     const { store, owner } = host;
+    const t0 = Date.now();
     const { compiled } = this.rec.spec as unknown as StoredSpec;
     await materializeBundles(compiled, host.workDir, host.blobs);
     // A queued execution that never started has no events: nothing to read.
     const fresh = this.rec.phase === "queued" && this.rec.startedAt === undefined;
     const stored = fresh ? [] : await readAllEvents(store, this.id);
+    const t1 = Date.now();
     const state = replay(stored);
     if (this.stopping()) return;
     const log = new EventLog({
@@ -163,10 +171,18 @@ export class ExecutionRun {
       onLost: (e) => this.detach(`lease lost: ${e.message}`, false),
     });
     this.log = log;
-    for (const e of stored) log.projection.apply(e, false);
-    for (const e of stored.slice(-PROJECTION_TAIL)) if (e.node) log.projection.mark(e.node);
+    if (stored.length) {
+      // The last owner may have stopped before writing the rows of its last batch: rewrite
+      // them, a little later (the projection serves the API; resuming the work comes first).
+      const tail = stored.slice(-PROJECTION_TAIL);
+      setTimeout(() => {
+        for (const e of tail) if (e.node) log.projection.mark(e.node);
+        log.writeProjectionSoon();
+      }, PROJECTION_DELAY_MS).unref();
+    }
     if (state.terminal) {
       // It ended, but the record was not updated before the last owner stopped.
+      for (const e of stored) log.projection.apply(e, false);
       await this.finish(state.terminal);
       return;
     }
@@ -175,7 +191,11 @@ export class ExecutionRun {
       return;
     }
     if (fresh) {
-      const marked = await store.executions.update(this.id, { phase: "running", startedAt: Date.now() }, { owner, phases: ["queued"] });
+      const marked = await store.executions.update(
+        this.id,
+        { phase: "running", startedAt: Date.now() },
+        { owner, phases: ["queued"] },
+      );
       if (!marked) {
         const now = await store.executions.get(this.id);
         if (now?.owner !== owner) return;
@@ -205,8 +225,23 @@ export class ExecutionRun {
       ...(this.rec.parent ? { parent: this.rec.parent } : {}),
     });
     this.handle = handle;
+    // The projection of what was stored (its rows are written only with later batches,
+    // which flush after this synchronous step): built once the engine is under way.
+    for (const e of stored) log.projection.apply(e, false);
     const early = this.stopping();
     if (early) handle.detach(early.reason);
+    if (stored.length) {
+      host.logger.info(
+        {
+          execution: this.id,
+          events: stored.length,
+          succeeded: state.succeeded.size,
+          readMs: t1 - t0,
+          startMs: Date.now() - t1,
+        },
+        "resumed execution from its event log",
+      );
+    }
     const result = await handle.result;
     if (this.stopping() || log.lost) return;
     await log.drain();
@@ -243,11 +278,14 @@ export class ExecutionRun {
   private async saveLog(node: string, attempt?: number): Promise<void> {
     const lines = this.handle?.logs(node, attempt) ?? [];
     if (!lines.length) return;
-    await this.host.blobs.put(logKey(this.rec, node, attempt ?? 1), `${lines.join("\n")}\n`).catch(() => undefined);
+    await this.host.blobs
+      .put(logKey(this.rec, node, attempt ?? 1), `${lines.join("\n")}\n`)
+      .catch(() => undefined);
   }
 
   /** Record the outcome on the execution, while this replica holds it. */
   private async finish(result: Pick<ExecutionResult, "phase" | "outputs" | "error">): Promise<void> {
+    this.finishing = true;
     const patch = {
       phase: result.phase,
       outputs: result.phase === "succeeded" ? ((result.outputs ?? null) as Json) : null,
@@ -256,7 +294,13 @@ export class ExecutionRun {
     };
     const ok = await this.host.store.executions.update(this.id, patch, { owner: this.host.owner });
     if (!ok) return;
-    this.rec = { ...this.rec, phase: patch.phase, endedAt: patch.endedAt, ...(patch.outputs !== null ? { outputs: patch.outputs } : {}), ...(patch.error ? { error: patch.error } : {}) };
+    this.rec = {
+      ...this.rec,
+      phase: patch.phase,
+      endedAt: patch.endedAt,
+      ...(patch.outputs !== null ? { outputs: patch.outputs } : {}),
+      ...(patch.error ? { error: patch.error } : {}),
+    };
     this.host.ended(this.rec);
   }
 
@@ -275,7 +319,9 @@ export class ExecutionRun {
     this.host.logger.warn({ execution: this.id, err: error.message }, "execution failed to start");
     const { store, owner } = this.host;
     const last = await store.events.lastSeq(this.id);
-    await store.events.append(this.id, [{ seq: last + 1, at: Date.now(), phase: "failed", error }], { owner });
+    await store.events.append(this.id, [{ seq: last + 1, at: Date.now(), phase: "failed", error }], {
+      owner,
+    });
     await this.finish({ phase: "failed", error });
   }
 
@@ -315,6 +361,10 @@ export async function readAllEvents(store: Store, id: string): Promise<Execution
 }
 
 /** Blob key of a node attempt's saved log. */
-export function logKey(rec: Pick<ExecutionRecord, "project" | "domain" | "id">, node: string, attempt: number): string {
+export function logKey(
+  rec: Pick<ExecutionRecord, "project" | "domain" | "id">,
+  node: string,
+  attempt: number,
+): string {
   return `executions/${rec.project}/${rec.domain}/${rec.id}/${node}/${attempt}/log.txt`;
 }

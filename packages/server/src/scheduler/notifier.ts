@@ -91,8 +91,14 @@ export class Notifier {
   async notify(rec: ExecutionRecord): Promise<void> {
     const lp = rec.launchPlan;
     if (!lp) return;
-    const plan = await this.opts.store.registry.get("launch_plan", { project: rec.project, domain: rec.domain, name: lp.name, version: lp.version });
-    const notifications = ((plan?.spec as unknown as LaunchPlanSpec | undefined)?.notifications ?? []) as Notification[];
+    const plan = await this.opts.store.registry.get("launch_plan", {
+      project: rec.project,
+      domain: rec.domain,
+      name: lp.name,
+      version: lp.version,
+    });
+    const notifications = ((plan?.spec as unknown as LaunchPlanSpec | undefined)?.notifications ??
+      []) as Notification[];
     const body: NotificationBody = {
       execution: rec.id,
       project: rec.project,
@@ -133,16 +139,23 @@ export class Notifier {
         problem = (e as Error).message;
       }
       if (!retry || attempt >= this.attempts || this.closed) {
-        this.logger.warn({ url: redact(url), delivery, attempt, problem }, "notifications: giving up on a webhook");
+        this.logger.warn(
+          { url: redact(url), delivery, attempt, problem },
+          "notifications: giving up on a webhook",
+        );
         return;
       }
       const delay = this.backoffMs * 2 ** (attempt - 1) * (0.8 + 0.4 * Math.random());
       await new Promise<void>((r) => {
         const t = setTimeout(r, delay);
-        this.stop.signal.addEventListener("abort", () => {
-          clearTimeout(t);
-          r();
-        }, { once: true });
+        this.stop.signal.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(t);
+            r();
+          },
+          { once: true },
+        );
       });
     }
   }

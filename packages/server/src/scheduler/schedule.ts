@@ -6,8 +6,9 @@
  * - cron: croner's runs, in the schedule's timezone (UTC when none is given);
  * - fixed rate (`everyMs`): the multiples of the period since the Unix epoch.
  */
-import { Cron } from "croner";
+
 import { ErrorCodes, type Schedule, TernError } from "@tern/core";
+import { Cron } from "croner";
 
 /** The ticks of a schedule, as epoch milliseconds. */
 export interface TickSchedule {
@@ -32,7 +33,11 @@ export function parseSchedule(schedule: unknown, plan = "the launch plan"): Tick
   if (s && typeof s === "object" && "everyMs" in s) {
     const every = s.everyMs;
     if (typeof every !== "number" || !Number.isInteger(every) || every <= 0) {
-      throw invalid(plan, `a fixed-rate schedule needs a positive whole number of milliseconds, not ${JSON.stringify(every)}`, { everyMs: every });
+      throw invalid(
+        plan,
+        `a fixed-rate schedule needs a positive whole number of milliseconds, not ${JSON.stringify(every)}`,
+        { everyMs: every },
+      );
     }
     return {
       text: `every ${every} ms`,
@@ -41,7 +46,11 @@ export function parseSchedule(schedule: unknown, plan = "the launch plan"): Tick
     };
   }
   if (!s || typeof s !== "object" || typeof s.cron !== "string") {
-    throw invalid(plan, `a schedule is { cron, timezone? } or { everyMs }, not ${JSON.stringify(schedule)}`, {});
+    throw invalid(
+      plan,
+      `a schedule is { cron, timezone? } or { everyMs }, not ${JSON.stringify(schedule)}`,
+      {},
+    );
   }
   const { cron, timezone } = s as { cron: string; timezone?: string };
   if (timezone !== undefined && !isTimeZone(timezone)) {
@@ -51,9 +60,14 @@ export function parseSchedule(schedule: unknown, plan = "the launch plan"): Tick
   try {
     job = new Cron(cron, { paused: true, ...(timezone ? { timezone } : { timezone: "UTC" }) });
   } catch (e) {
-    throw invalid(plan, `invalid cron expression "${cron}": ${(e as Error).message.replace(/^CronPattern: /, "")}`, { cron, timezone });
+    throw invalid(
+      plan,
+      `invalid cron expression "${cron}": ${(e as Error).message.replace(/^CronPattern: /, "")}`,
+      { cron, timezone },
+    );
   }
-  if (!job.nextRun(new Date(0))) throw invalid(plan, `the cron expression "${cron}" never fires`, { cron, timezone });
+  if (!job.nextRun(new Date(0)))
+    throw invalid(plan, `the cron expression "${cron}" never fires`, { cron, timezone });
   return {
     text: `cron "${cron}"${timezone ? ` (${timezone})` : " (UTC)"}`,
     latestAtOrBefore: (t) => job.previousRuns(1, new Date(t + 1))[0]?.getTime(),

@@ -80,7 +80,9 @@ const RECOVERY_WINDOW = 3;
 
 /** The execution id of a plan's tick: the same on every replica and after restarts. */
 export function tickExecutionId(plan: NameKey, tickAt: number): string {
-  const h = createHash("sha256").update(`${plan.project}\u0000${plan.domain}\u0000${plan.name}\u0000${tickAt}`).digest("hex");
+  const h = createHash("sha256")
+    .update(`${plan.project}\u0000${plan.domain}\u0000${plan.name}\u0000${tickAt}`)
+    .digest("hex");
   return `s${h.slice(0, 20)}`;
 }
 
@@ -105,7 +107,11 @@ export class Scheduler {
       (async (id) => {
         const rec = await opts.store.registry.get("workflow", id);
         if (!rec) {
-          throw new TernError(ErrorCodes.NOT_FOUND, `workflow ${id.name}@${id.version} is not registered in ${id.project}/${id.domain}`, { details: { id } });
+          throw new TernError(
+            ErrorCodes.NOT_FOUND,
+            `workflow ${id.name}@${id.version} is not registered in ${id.project}/${id.domain}`,
+            { details: { id } },
+          );
         }
         return assembleCompiled(rec.spec, registryLookup(opts.store, id.project, id.domain));
       });
@@ -152,7 +158,10 @@ export class Scheduler {
         await this.planRound(rec, key, at, report);
       } catch (e) {
         report.errors.push({ plan: planText(key), message: (e as Error).message });
-        this.logger.warn({ plan: planText(key), err: (e as Error).message }, "scheduler: a launch plan's round failed");
+        this.logger.warn(
+          { plan: planText(key), err: (e as Error).message },
+          "scheduler: a launch plan's round failed",
+        );
       }
     }
     for (const [text, key] of this.seen) {
@@ -168,16 +177,27 @@ export class Scheduler {
     return report;
   }
 
-  private async planRound(rec: RegistryRecord<"launch_plan">, key: NameKey, now: number, report: RoundReport): Promise<void> {
+  private async planRound(
+    rec: RegistryRecord<"launch_plan">,
+    key: NameKey,
+    now: number,
+    report: RoundReport,
+  ): Promise<void> {
     const plan = planText(key);
-    const schedule = parseSchedule(rec.schedule ?? (rec.spec as { schedule?: Json }).schedule, `launch plan "${plan}"`);
+    const schedule = parseSchedule(
+      rec.schedule ?? (rec.spec as { schedule?: Json }).schedule,
+      `launch plan "${plan}"`,
+    );
     const { schedules } = this.opts.store;
     const ticks = await schedules.ticks(key, RECOVERY_WINDOW);
     const last = ticks[0];
     if (!last || last.executionId === DEACTIVATED_MARK) {
       // New to the scheduler, or active again: start from now.
       await schedules.claimTick(key, now, BASELINE_MARK);
-      this.logger.info({ plan, schedule: schedule.text, next: schedule.nextAfter(now) }, "scheduler: plan is active");
+      this.logger.info(
+        { plan, schedule: schedule.text, next: schedule.nextAfter(now) },
+        "scheduler: plan is active",
+      );
       return;
     }
     await this.recover(rec, key, ticks, report);
@@ -186,7 +206,10 @@ export class Scheduler {
     const skipped = countBetween(schedule, last.tickAt, due);
     if (skipped > 0) {
       report.skipped.push({ plan, count: skipped });
-      this.logger.warn({ plan, skipped, firing: due }, "scheduler: ticks were missed while no scheduler ran; firing only the latest");
+      this.logger.warn(
+        { plan, skipped, firing: due },
+        "scheduler: ticks were missed while no scheduler ran; firing only the latest",
+      );
     }
     const id = tickExecutionId(key, due);
     if (!(await schedules.claimTick(key, due, id))) return; // another replica has it
@@ -194,7 +217,12 @@ export class Scheduler {
   }
 
   /** Claimed ticks whose execution does not exist (the claimer stopped in between): create it now. */
-  private async recover(rec: RegistryRecord<"launch_plan">, key: NameKey, ticks: ScheduleTick[], report: RoundReport): Promise<void> {
+  private async recover(
+    rec: RegistryRecord<"launch_plan">,
+    key: NameKey,
+    ticks: ScheduleTick[],
+    report: RoundReport,
+  ): Promise<void> {
     for (const t of ticks) {
       if (t.executionId.startsWith("~") || this.launched.has(t.executionId)) continue;
       if (await this.opts.store.executions.get(t.executionId)) {
@@ -206,14 +234,31 @@ export class Scheduler {
   }
 
   /** Launch a tick's execution (idempotent: the id is the tick's). */
-  private async fire(rec: RegistryRecord<"launch_plan">, key: NameKey, tickAt: number, id: string, report: RoundReport): Promise<void> {
+  private async fire(
+    rec: RegistryRecord<"launch_plan">,
+    key: NameKey,
+    tickAt: number,
+    id: string,
+    report: RoundReport,
+  ): Promise<void> {
     const spec = rec.spec as unknown as LaunchPlanSpec;
     const plan = planText(key);
     const launchPlan = { name: rec.id.name, version: rec.id.version };
     const inputs = { ...(spec.defaults ?? {}), ...(spec.fixed ?? {}) };
     try {
-      const compiled = await this.resolveWorkflow({ ...spec.workflow, project: key.project, domain: key.domain });
-      await this.opts.launcher.launch({ id, project: key.project, domain: key.domain, compiled, inputs, launchPlan });
+      const compiled = await this.resolveWorkflow({
+        ...spec.workflow,
+        project: key.project,
+        domain: key.domain,
+      });
+      await this.opts.launcher.launch({
+        id,
+        project: key.project,
+        domain: key.domain,
+        compiled,
+        inputs,
+        launchPlan,
+      });
     } catch (e) {
       if (e instanceof TernError && e.code === ErrorCodes.CONFLICT) {
         // Created already (by another replica recovering the same tick).
@@ -264,6 +309,7 @@ function planText(k: NameKey): string {
 /** Ticks strictly between `after` and `before` (capped, for the report). */
 function countBetween(s: ReturnType<typeof parseSchedule>, after: number, before: number): number {
   let n = 0;
-  for (let t = s.nextAfter(after); t !== undefined && t < before && n < SKIP_COUNT_LIMIT; t = s.nextAfter(t)) n++;
+  for (let t = s.nextAfter(after); t !== undefined && t < before && n < SKIP_COUNT_LIMIT; t = s.nextAfter(t))
+    n++;
   return n;
 }

@@ -28,7 +28,11 @@ export class EventRepository {
    * one that took over. On PostgreSQL the execution row is share-locked for the
    * transaction, so a concurrent claim waits for (or skips) it.
    */
-  async append(execution: string, events: readonly EventInput[], opts: { owner?: string } = {}): Promise<void> {
+  async append(
+    execution: string,
+    events: readonly EventInput[],
+    opts: { owner?: string } = {},
+  ): Promise<void> {
     if (events.length === 0) return;
     for (let i = 1; i < events.length; i++) {
       if (events[i].seq !== events[i - 1].seq + 1) {
@@ -55,7 +59,9 @@ export class EventRepository {
           if (this.ctx.dialect === "postgres") q = q.forShare();
           const row = await q.executeTakeFirst();
           if (!row) {
-            throw storeError(StoreErrorCodes.NOT_FOUND, `execution ${execution} does not exist`, { details: { execution } });
+            throw storeError(StoreErrorCodes.NOT_FOUND, `execution ${execution} does not exist`, {
+              details: { execution },
+            });
           }
           if (row.owner !== opts.owner) throw this.leaseLost(execution, opts.owner, row.owner);
         }

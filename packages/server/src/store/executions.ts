@@ -342,6 +342,47 @@ export class ExecutionRepository {
     return rows.map((r) => r.id).sort();
   }
 
+  /** Replicas holding active executions now (whatever their lease says). */
+  async activeOwners(): Promise<string[]> {
+    const rows = await this.ctx.db
+      .selectFrom("executions")
+      .select("owner")
+      .distinct()
+      .where("phase", "in", [...ACTIVE_EXECUTION_PHASES])
+      .where("owner", "is not", null)
+      .execute();
+    return rows.map((r) => r.owner!).sort();
+  }
+
+  /**
+   * Move up to `limit` active executions held by `from` to `to` (lease until now +
+   * `ttlMs`), whatever `from`'s lease says: for a replica that knows `from` is dead.
+   * Compare-and-set on the owner, so of two replicas doing it, one gets each execution.
+   */
+  async transfer(from: string, to: string, ttlMs: number, limit: number): Promise<ExecutionRecord[]> {
+    if (limit <= 0) return [];
+    const now = this.ctx.now();
+    const rows = await this.ctx.db.transaction().execute(async (trx) => {
+      let candidates = trx
+        .selectFrom("executions")
+        .select("id")
+        .where("owner", "=", from)
+        .where("phase", "in", [...ACTIVE_EXECUTION_PHASES])
+        .orderBy("created_at")
+        .orderBy("id")
+        .limit(limit);
+      if (this.ctx.dialect === "postgres") candidates = candidates.forNoKeyUpdate().skipLocked();
+      return trx
+        .updateTable("executions")
+        .set({ owner: to, lease_expires_at: now + ttlMs, updated_at: now })
+        .where("id", "in", candidates)
+        .where("owner", "=", from)
+        .returningAll()
+        .execute();
+    });
+    return rows.map(toRecord).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+  }
+
   /** Give an execution back (e.g. on shutdown) so another replica claims it at once. */
   async release(id: string, owner: string): Promise<boolean> {
     const r = await this.ctx.db

@@ -157,7 +157,10 @@ export class NodeExecutionRepository {
       cached: toIntBool(r.cached ?? false),
       recovered: toIntBool(r.recovered ?? false),
       // A node whose output is JSON null stores "null"; no outputs store SQL NULL.
-      outputs: r.outputs === undefined || (r.outputs === null && r.phase !== "succeeded") ? null : JSON.stringify(r.outputs),
+      outputs:
+        r.outputs === undefined || (r.outputs === null && r.phase !== "succeeded")
+          ? null
+          : JSON.stringify(r.outputs),
       error: toJsonPatch(r.error) ?? null,
       plugin: r.plugin ?? null,
       plugin_state: toJsonPatch(r.pluginState) ?? null,

@@ -80,18 +80,26 @@ export const layered = workflow(
 `;
 
 /** Create the project and bundle it. */
-export async function createDurableProject(opts: { width?: number; layers?: number } = {}): Promise<DurableProject> {
+export async function createDurableProject(
+  opts: { width?: number; layers?: number } = {},
+): Promise<DurableProject> {
   const width = opts.width ?? 6;
   const layers = opts.layers ?? 5;
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "tern-durable-"));
-  fs.writeFileSync(path.join(root, "package.json"), JSON.stringify({ name: "durable-fixture", type: "module", private: true }));
+  fs.writeFileSync(
+    path.join(root, "package.json"),
+    JSON.stringify({ name: "durable-fixture", type: "module", private: true }),
+  );
   fs.mkdirSync(path.join(root, "node_modules", "@tern"), { recursive: true });
   fs.symlinkSync(CORE_DIR, path.join(root, "node_modules", "@tern", "core"), "dir");
   fs.symlinkSync(ZOD_DIR, path.join(root, "node_modules", "zod"), "dir");
   fs.writeFileSync(path.join(root, "tasks.ts"), TASKS(width, layers));
   const bundle = await core.bundleEntry(path.join(root, "tasks.ts"));
   const mod = await core.importBundle(bundle.path);
-  const compiled = core.compile(mod.layered as core.AnyWorkflow, { bundle: bundle.digest, projectRoot: root }).spec;
+  const compiled = core.compile(mod.layered as core.AnyWorkflow, {
+    bundle: bundle.digest,
+    projectRoot: root,
+  }).spec;
   const nodes: string[] = [];
   for (let l = 0; l < layers; l++) for (let i = 0; i < width; i++) nodes.push(`l${l}_${i}`);
   nodes.push("total");
@@ -143,7 +151,12 @@ export function isAlive(pid: number): boolean {
 }
 
 /** Poll `probe` until it returns something truthy; fail with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs: number, everyMs = 50): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();

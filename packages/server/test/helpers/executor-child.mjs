@@ -5,7 +5,7 @@
  *
  *   node executor-child.mjs '<json config>'
  *
- * Config: { db, workDir, blobDir, owner, leaseTtlMs?, claimIntervalMs?, claimBatch?, workers?,
+ * Config: { db, workDir, blobDir, owner?, fastTakeover?, leaseTtlMs?, claimIntervalMs?, claimBatch?, workers?,
  *           activityFile?, launch?: [{ id, project, domain, compiledFile, inputs }] }
  *
  * Prints `ready <owner>` once it claims work. Every claim, hand-over and end is appended
@@ -21,13 +21,14 @@ const blobs = new LocalBlobStore(cfg.blobDir);
 const activity = cfg.activityFile ? fs.openSync(cfg.activityFile, "a") : undefined;
 const log = (level) => (fields, msg) => {
   if (level === "debug") return;
-  process.stderr.write(`[${cfg.owner}] ${level} ${msg} ${JSON.stringify(fields)}\n`);
+  process.stderr.write(`[${cfg.owner ?? process.pid}] ${level} ${msg} ${JSON.stringify(fields)}\n`);
 };
 const executor = await Executor.create({
   store,
   blobs,
   workDir: cfg.workDir,
-  owner: cfg.owner,
+  ...(cfg.owner ? { owner: cfg.owner } : {}),
+  ...(cfg.fastTakeover === false ? { fastTakeover: false } : {}),
   workers: cfg.workers ?? 2,
   leaseTtlMs: cfg.leaseTtlMs ?? 15_000,
   ...(cfg.claimIntervalMs ? { claimIntervalMs: cfg.claimIntervalMs } : {}),
@@ -44,6 +45,10 @@ for (const l of cfg.launch ?? []) {
 }
 executor.start();
 process.stdout.write(`ready ${executor.owner}\n`);
+
+// The test that started this replica is gone (its stdin pipe closed): leave too.
+process.stdin.resume();
+process.stdin.on("end", () => process.exit(0));
 
 process.on("SIGTERM", async () => {
   await executor.close();

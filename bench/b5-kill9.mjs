@@ -1,0 +1,248 @@
+/**
+ * B5 — kill -9 with 10k nodes in flight, on the process backend.
+ *
+ * One execution of a wide workflow of N short tasks (each body appends its node id to a
+ * shared file, then sleeps a few ms) runs in an executor process (SQLite store, local
+ * blob directory, `workers` worker processes). When 40 % of the bodies have run, that
+ * process gets SIGKILL: the rest of the 10k nodes are in flight (queued for a worker, or
+ * running in one). A new executor process is started on the same database and
+ * directories, with default replica names (as `tern serve` restarting would) and the
+ * default 15 s lease: it takes the dead process's execution over at once.
+ *
+ * Measured:
+ *  - restart → resumed: from spawning the new process to the first event it appends
+ *    (its "resumed by" marker), and to the first node event after it (work resumes);
+ *  - the same from the moment the new executor was ready (Node start-up excluded);
+ *  - duplicated node runs: nodes whose body ran more than once (must be 0);
+ *  - attempts adopted (their stored result, or the worker still running them);
+ *  - total time to finish after the restart.
+ *
+ *   pnpm build && node bench/b5-kill9.mjs [--nodes 10000] [--workers 4] [--ms 2] [--at 0.4]
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const serverDist = path.resolve(here, "../packages/server/dist/index.js");
+const coreDir = path.resolve(here, "../packages/core");
+
+// ---------------------------------------------------------------------------
+// Child mode: one executor process.
+if (process.argv[2] === "--child") {
+  const cfg = JSON.parse(process.argv[3]);
+  const { LocalBlobStore } = await import("@tern/core");
+  const { Executor, Store } = await import(serverDist);
+  const store = await Store.open(cfg.db);
+  const executor = await Executor.create({
+    store,
+    blobs: new LocalBlobStore(cfg.blobDir),
+    workDir: cfg.workDir,
+    workers: cfg.workers,
+    ...(process.env.B5_VERBOSE
+      ? {
+          logger: Object.fromEntries(
+            ["debug", "info", "warn", "error"].map((l) => [
+              l,
+              (f, m) => process.stderr.write(`[executor ${Date.now()}] ${l} ${m} ${JSON.stringify(f)}\n`),
+            ]),
+          ),
+        }
+      : {}),
+  });
+  if (cfg.launch && !(await store.executions.get(cfg.launch.id))) {
+    const compiled = JSON.parse(fs.readFileSync(cfg.launch.compiledFile, "utf8"));
+    await executor.launch({
+      id: cfg.launch.id,
+      project: "default",
+      domain: "development",
+      compiled,
+      inputs: cfg.launch.inputs,
+    });
+  }
+  executor.start();
+  process.stdout.write(`ready ${Date.now()}\n`);
+  process.on("SIGTERM", async () => {
+    await executor.close();
+    await store.close();
+    process.exit(0);
+  });
+} else {
+  await main();
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const arg = (name, dflt) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? Number(args[i + 1]) : dflt;
+  };
+  const N = arg("nodes", 10_000);
+  const WORKERS = arg("workers", 4);
+  const MS = arg("ms", 2);
+  const AT = arg("at", 0.4);
+
+  const { bundleEntry, compile, importBundle } = await import("@tern/core");
+  const { Store } = await import(serverDist);
+  const zodDir = path.dirname(createRequire(path.join(coreDir, "package.json")).resolve("zod/package.json"));
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "tern-b5-"));
+  fs.writeFileSync(
+    path.join(root, "package.json"),
+    JSON.stringify({ name: "b5", type: "module", private: true }),
+  );
+  fs.mkdirSync(path.join(root, "node_modules", "@tern"), { recursive: true });
+  fs.symlinkSync(coreDir, path.join(root, "node_modules", "@tern", "core"), "dir");
+  fs.symlinkSync(zodDir, path.join(root, "node_modules", "zod"), "dir");
+  fs.writeFileSync(
+    path.join(root, "tasks.ts"),
+    `import * as fs from "node:fs";
+import { task, workflow } from "@tern/core";
+import { z } from "zod";
+export const work = task({ name: "b5_work", inputs: { log: z.string(), ms: z.number() }, output: z.number() }, async ({ log, ms }, ctx) => {
+  fs.appendFileSync(log, ctx.node.id + "\\n");
+  await new Promise((r) => setTimeout(r, ms));
+  return 1;
+});
+export const wide = workflow({ name: "b5_wide", inputs: { log: z.string(), ms: z.number() } }, ({ log, ms }) => {
+  for (let k = 0; k < ${N}; k++) work({ log, ms }, { id: \`n\${k}\` });
+});
+`,
+  );
+  const bundle = await bundleEntry(path.join(root, "tasks.ts"));
+  const mod = await importBundle(bundle.path);
+  const compiled = compile(mod.wide, { bundle: bundle.digest, projectRoot: root }).spec;
+  fs.writeFileSync(path.join(root, "wide.json"), JSON.stringify(compiled));
+
+  const bodyLog = path.join(root, "bodies.log");
+  const db = `sqlite:${path.join(root, "tern.db")}`;
+  const base = { db, workDir: root, blobDir: path.join(root, ".tern", "blobs"), workers: WORKERS };
+  const id = "xb5kill9";
+  const lines = () =>
+    fs.existsSync(bodyLog) ? fs.readFileSync(bodyLog, "utf8").split("\n").filter(Boolean) : [];
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  const startChild = (cfg, nodeArgs = []) => {
+    const child = spawn(
+      process.execPath,
+      [...nodeArgs, fileURLToPath(import.meta.url), "--child", JSON.stringify(cfg)],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const ready = new Promise((resolve) => {
+      let out = "";
+      child.stdout.on("data", (d) => {
+        out += d;
+        const m = /ready (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+    });
+    return { child, ready };
+  };
+
+  const t0 = Date.now();
+  const first = startChild({
+    ...base,
+    launch: { id, compiledFile: path.join(root, "wide.json"), inputs: { log: bodyLog, ms: MS } },
+  });
+  await first.ready;
+  while (lines().length < N * AT) await sleep(20);
+  first.child.kill("SIGKILL");
+  await new Promise((r) => first.child.once("exit", r));
+  const killedAt = Date.now();
+  const ranBeforeKill = lines().length;
+
+  const store = await Store.open(db);
+  const lastSeqAtKill = await store.events.lastSeq(id);
+  const nodesAtKill = await store.nodes.list(id);
+  const succeededAtKill = nodesAtKill.filter((n) => n.phase === "succeeded").length;
+  const inFlightAtKill = N - succeededAtKill;
+
+  const restartAt = Date.now();
+  const second = startChild(
+    base,
+    process.env.B5_CPUPROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.B5_CPUPROF}`] : [],
+  );
+  const readyAt = await second.ready;
+  let rec;
+  for (;;) {
+    rec = await store.executions.get(id);
+    if (rec && ["succeeded", "failed", "aborted"].includes(rec.phase)) break;
+    await sleep(50);
+  }
+  const finishedAt = Date.now();
+  second.child.kill("SIGTERM");
+  await new Promise((r) => second.child.once("exit", r));
+
+  const after = await store.events.list(id, lastSeqAtKill, 10_000);
+  const marker = after.find((e) => !e.node && /^(resumed|claimed) by/.test(e.message ?? ""));
+  const firstNodeEvent = after.find((e) => e.node && e.seq > (marker?.seq ?? 0));
+  let adoptedResult = 0;
+  let adoptedRunning = 0;
+  for (let afterSeq = lastSeqAtKill; ; ) {
+    const page = await store.events.list(id, afterSeq, 10_000);
+    for (const e of page) {
+      if (e.phase !== "initializing" || !e.pluginState?.adopted) continue;
+      if (e.pluginState.adopted === "result") adoptedResult++;
+      else adoptedRunning++;
+    }
+    if (page.length < 10_000) break;
+    afterSeq = page[page.length - 1].seq;
+  }
+  await store.close();
+
+  const counts = new Map();
+  for (const l of lines()) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const duplicated = [...counts.values()].filter((c) => c > 1).length;
+  const missing = N - counts.size;
+
+  const cpus = os.cpus();
+  const report = {
+    benchmark: "b5-kill9",
+    description: `kill -9 of an executor process (SQLite, process backend with ${WORKERS} workers) running one execution of ${N} tasks (${MS} ms each) after ${Math.round(AT * 100)}% of the bodies ran; a new executor process on the same database and directories resumes it`,
+    backend: "process",
+    nodes: N,
+    workers: WORKERS,
+    taskMs: MS,
+    targetResumeMs: 1000,
+    pass:
+      duplicated === 0 &&
+      missing === 0 &&
+      rec.phase === "succeeded" &&
+      firstNodeEvent !== undefined &&
+      firstNodeEvent.at - restartAt < 1000,
+    outcome: rec.phase,
+    atKill: {
+      bodiesRun: ranBeforeKill,
+      nodesSucceededInStore: succeededAtKill,
+      nodesInFlight: inFlightAtKill,
+      eventsStored: lastSeqAtKill,
+    },
+    resume: {
+      restartToReadyMs: readyAt - restartAt,
+      restartToFirstEventMs: marker ? marker.at - restartAt : null,
+      restartToFirstNodeEventMs: firstNodeEvent ? firstNodeEvent.at - restartAt : null,
+      readyToFirstEventMs: marker ? marker.at - readyAt : null,
+      readyToFirstNodeEventMs: firstNodeEvent ? firstNodeEvent.at - readyAt : null,
+      killToRestartMs: restartAt - killedAt,
+    },
+    duplicatedNodeRuns: duplicated,
+    nodesNeverRun: missing,
+    adopted: { result: adoptedResult, running: adoptedRunning },
+    timesMs: { beforeKill: killedAt - t0, restartToFinish: finishedAt - restartAt },
+    machine: {
+      cpu: cpus[0]?.model ?? "unknown",
+      cores: cpus.length,
+      node: process.version,
+      platform: `${os.platform()} ${os.arch()}`,
+      loadAverage1m: Math.round(os.loadavg()[0] * 100) / 100,
+    },
+    at: new Date().toISOString(),
+  };
+  console.log(JSON.stringify(report, null, 2));
+  const out = path.join(here, "results", "b5-kill9.json");
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  fs.rmSync(root, { recursive: true, force: true });
+}

@@ -1,0 +1,149 @@
+/**
+ * Store support for the durable executor, on SQLite and PostgreSQL: event appends
+ * fenced by the executor lease, the bulk node projection write, and phase-conditional
+ * execution updates.
+ */
+import { TernError } from "@tern/core";
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/store/index.js";
+import { BACKENDS, FakeClock, useStores } from "./helpers/store.js";
+
+async function execution(store: Store, id: string): Promise<void> {
+  await store.executions.create({
+    id,
+    project: "default",
+    domain: "development",
+    workflow: { name: "wf", version: "v1" },
+    inputs: {},
+    spec: {},
+  });
+}
+
+describe.each(BACKENDS)("store fencing and projection (%s)", (backend) => {
+  const stores = useStores(backend);
+
+  it("appends events only for the replica that holds the execution", async () => {
+    const clock = new FakeClock();
+    const store = await stores.open({ now: clock.now });
+    await execution(store, "e1");
+    const [claimed] = await store.executions.claim("replica-a", 10_000, 1);
+    expect(claimed.id).toBe("e1");
+    await store.events.append("e1", [{ seq: 1, at: 1, phase: "running" }], { owner: "replica-a" });
+
+    let err: unknown;
+    try {
+      await store.events.append("e1", [{ seq: 2, at: 2, phase: "running" }], { owner: "replica-b" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TernError);
+    expect(err).toMatchObject({
+      code: "TERN_E_CONFLICT",
+      details: { reason: "lease", owner: "replica-b", holder: "replica-a" },
+    });
+    expect((err as Error).message).toMatch(/replica-b no longer holds it \(held by replica-a\)/);
+
+    // The lease lapses and B claims it: now A is the one refused.
+    clock.advance(10_001);
+    expect((await store.executions.claim("replica-b", 10_000, 1)).map((r) => r.id)).toEqual(["e1"]);
+    await expect(
+      store.events.append("e1", [{ seq: 2, at: 2, phase: "running" }], { owner: "replica-a" }),
+    ).rejects.toMatchObject({
+      code: "TERN_E_CONFLICT",
+      details: { reason: "lease" },
+    });
+    await store.events.append("e1", [{ seq: 2, at: 2, phase: "running", message: "b" }], {
+      owner: "replica-b",
+    });
+    expect((await store.events.list("e1")).map((e) => [e.seq, e.message])).toEqual([
+      [1, undefined],
+      [2, "b"],
+    ]);
+    await expect(
+      store.events.append("nope", [{ seq: 1, at: 1, phase: "running" }], { owner: "replica-b" }),
+    ).rejects.toMatchObject({
+      code: "TERN_E_NOT_FOUND",
+    });
+  });
+
+  it("writes whole node rows in bulk, replacing what was stored", async () => {
+    const store = await stores.open();
+    await execution(store, "e2");
+    const rows = Array.from({ length: 1200 }, (_, i) => ({
+      execution: "e2",
+      nodeId: `n${i}`,
+      phase: "queued",
+      attempts: 0,
+      startedAt: 5,
+    }));
+    await store.nodes.putMany(rows);
+    await store.nodes.putMany([
+      {
+        execution: "e2",
+        nodeId: "n7",
+        phase: "succeeded",
+        attempts: 2,
+        userFailures: 1,
+        outputs: null,
+        plugin: "process",
+        pluginState: { pid: 3 },
+        startedAt: 5,
+        endedAt: 9,
+      },
+      {
+        execution: "e2",
+        nodeId: "n8",
+        phase: "failed",
+        attempts: 1,
+        error: { code: "X", kind: "user", message: "m" },
+      },
+    ]);
+    const all = await store.nodes.list("e2");
+    expect(all).toHaveLength(1200);
+    expect(await store.nodes.get("e2", "n7")).toMatchObject({
+      phase: "succeeded",
+      attempts: 2,
+      userFailures: 1,
+      systemFailures: 0,
+      outputs: null,
+      plugin: "process",
+      pluginState: { pid: 3 },
+      endedAt: 9,
+    });
+    const n8 = await store.nodes.get("e2", "n8");
+    expect(n8).toMatchObject({ phase: "failed", error: { message: "m" } });
+    expect(n8?.startedAt).toBeUndefined();
+    await expect(
+      store.nodes.putMany([{ execution: "missing", nodeId: "n", phase: "queued" }]),
+    ).rejects.toMatchObject({ code: "TERN_E_NOT_FOUND" });
+  });
+
+  it("lists the owners of active executions and transfers a dead owner's executions, compare-and-set", async () => {
+    const clock = new FakeClock();
+    const store = await stores.open({ now: clock.now });
+    for (const id of ["t1", "t2", "t3"]) await execution(store, id);
+    expect(await store.executions.claim("dead", 60_000, 2)).toHaveLength(2);
+    expect(await store.executions.claim("alive", 60_000, 1)).toHaveLength(1);
+    await store.executions.update("t1", { phase: "succeeded" });
+    expect(await store.executions.activeOwners()).toEqual(["alive", "dead"]);
+    const moved = await store.executions.transfer("dead", "heir", 5000, 10);
+    expect(moved.map((r) => [r.id, r.owner, r.leaseExpiresAt])).toEqual([["t2", "heir", clock.t + 5000]]);
+    expect(await store.executions.transfer("dead", "other", 5000, 10)).toEqual([]);
+    expect(await store.executions.activeOwners()).toEqual(["alive", "heir"]);
+    expect((await store.executions.get("t1"))?.owner).toBe("dead");
+  });
+
+  it("updates an execution only from the given phases", async () => {
+    const store = await stores.open();
+    await execution(store, "e3");
+    await store.executions.update("e3", { phase: "aborting" });
+    expect(
+      await store.executions.update("e3", { phase: "running", startedAt: 1 }, { phases: ["queued"] }),
+    ).toBe(false);
+    expect((await store.executions.get("e3"))?.phase).toBe("aborting");
+    expect(
+      await store.executions.update("e3", { phase: "aborted" }, { phases: ["queued", "aborting"] }),
+    ).toBe(true);
+    expect(await store.executions.update("e3", { phase: "x" }, { phases: [] })).toBe(false);
+  });
+});
