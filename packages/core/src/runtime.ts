@@ -76,6 +76,8 @@ export interface LocalEngineOptions extends Partial<Omit<EngineOptions, "registr
   cacheMaxBytes?: number;
   /** Worker processes of the `process` backend. @default number of CPUs */
   workers?: number;
+  /** `process` backend: let attempts survive this engine and be adopted by the next (servers). @default false */
+  durable?: boolean;
 }
 
 export interface LocalEngine {
@@ -112,7 +114,7 @@ export async function createEngine(opts: LocalEngineOptions = {}): Promise<Local
   if (backend === "inline") container.register(BACKEND_PLUGIN, { useClass: InlineBackend });
   else if (backend === "process") {
     const { ProcessBackend, PROCESS_BACKEND_OPTIONS } = await import("./backends/process.js");
-    provide(container, PROCESS_BACKEND_OPTIONS, { workers: opts.workers, workDir });
+    provide(container, PROCESS_BACKEND_OPTIONS, { workers: opts.workers, workDir, durable: opts.durable });
     container.register(BACKEND_PLUGIN, { useClass: ProcessBackend });
   }
   for (const p of opts.plugins ?? []) {

@@ -40,7 +40,7 @@ let mod: Record<string, unknown>;
 const engines: core.LocalEngine[] = [];
 
 async function engine(): Promise<{ local: core.LocalEngine; plugin: ProcessPlugin }> {
-  const local = await createEngine({ backend: "process", workDir: root, workers: 1 });
+  const local = await createEngine({ backend: "process", workDir: root, workers: 1, durable: true });
   engines.push(local);
   return { local, plugin: local.registry.get("process") as ProcessPlugin };
 }

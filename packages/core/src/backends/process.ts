@@ -53,6 +53,13 @@ export interface ProcessBackendOptions {
   workers?: number;
   /** Project directory: the workers' current directory; bundles are found under its `.tern/bundles`. */
   workDir: string;
+  /**
+   * Survive the engine: workers journal each attempt in the blob root and finish it
+   * if the engine dies, and `launch` adopts an attempt that ran (or still runs) under
+   * an engine that stopped. Costs about 100 µs per attempt; the server's executor
+   * turns it on, one-off local runs (never resumed) leave it off. @default false
+   */
+  durable?: boolean;
 }
 
 /** Token under which {@link ProcessBackendOptions} are provided to the container. */
@@ -225,6 +232,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   readonly limits: { maxConcurrent: number };
 
   private readonly size: number;
+  private readonly durable: boolean;
   private readonly workDir: string;
   private script?: string;
   private readonly workers = new Set<Worker>();
@@ -249,6 +257,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   private closed = false;
 
   constructor(@inject(PROCESS_BACKEND_OPTIONS) opts: ProcessBackendOptions) {
+    this.durable = opts.durable ?? false;
     const n = opts.workers ?? os.availableParallelism();
     if (!Number.isInteger(n) || n < 1) {
       throw new TernError(
@@ -298,7 +307,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
       );
     }
     // The attempt may have run already, under an engine that stopped: adopt, never rerun.
-    const adopted = this.adopt(ctx);
+    const adopted = this.durable ? this.adopt(ctx) : undefined;
     if (adopted) return adoptedState(adopted);
     this.script ??= workerScript();
     const msg: RunMessage = {
@@ -591,7 +600,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
   }
 
   private spawn(): Worker {
-    const child = fork(this.script!, ["--serve"], {
+    const child = fork(this.script!, this.durable ? ["--serve", "--journal"] : ["--serve"], {
       cwd: this.workDir,
       // stdout/stderr are piped: output that bypasses the worker's capture (raw fd
       // writes, child processes of the task) still reaches the attempt's log.

@@ -177,7 +177,15 @@ class IpcLogger implements TaskLogger {
   }
 }
 
-function serve(): void {
+/** A worker of a non-durable pool records nothing: its attempts end with the engine that runs them. */
+const NO_JOURNAL = {
+  started(): void {},
+  result(): void {},
+  released(): void {},
+  idle: async (): Promise<void> => {},
+} as unknown as JournalWriter;
+
+function serve(durable: boolean): void {
   if (!process.send)
     usageError(
       "--serve runs under the process backend, which talks to it over IPC; to run one task, give --bundle and --task",
@@ -191,7 +199,7 @@ function serve(): void {
     let r = roots.get(m.blobRoot);
     if (!r) {
       const dir = blobRootDir(m.blobRoot);
-      r = { dir, journal: new JournalWriter(dir, self) };
+      r = { dir, journal: durable ? new JournalWriter(dir, self) : NO_JOURNAL };
       roots.set(m.blobRoot, r);
     }
     return r;
@@ -576,7 +584,7 @@ async function writeError(blobs: BlobStore, prefix: string, doc: ErrorDocument):
 
 function main(argv: string[]): void {
   if (argv[0] === "--serve") {
-    serve();
+    serve(argv.includes("--journal"));
     return;
   }
   if (argv.length === 0 || argv.includes("--help") || argv.includes("-h")) {

@@ -171,6 +171,8 @@ export class Executor {
       blobs: opts.blobs,
       catalog: opts.store.catalog,
       workers: opts.workers,
+      // Worker processes outlive a crashed server and their attempts are adopted on resume.
+      durable: true,
       ...(opts.pollMinMs ? { pollMinMs: opts.pollMinMs } : {}),
       ...(opts.pollMaxMs ? { pollMaxMs: opts.pollMaxMs } : {}),
     });
