@@ -10,12 +10,11 @@
  * and abort work.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { z } from "zod";
 import { Attempt, type AttemptHost, type AttemptNode } from "./attempt.js";
 import type { BlobStore } from "./blob.js";
 import { type CacheProducer, type Catalog, cacheKey, stripLocal } from "./catalog.js";
 import type { Compiled } from "./compile.js";
-import { literalSchema, nodeDependencies } from "./compile.js";
+import { nodeDependencies } from "./compile.js";
 import type { Shape } from "./dsl.js";
 import { ErrorCodes, type ErrorDocument, TernError, toErrorDocument } from "./errors.js";
 import { offload } from "./execute/run-task.js";
@@ -36,8 +35,9 @@ import type {
   WorkflowSpec,
 } from "./spec.js";
 import { validateCompiledWorkflow, validatedHere } from "./spec.js";
-import { checkAssignable, describeSchema, type JsonSchema } from "./typecheck.js";
+import { describeSchema, type JsonSchema } from "./typecheck.js";
 import { isTernRef } from "./types.js";
+import { validateValue } from "./validate-value.js";
 
 export type NodePhase = "not-ready" | TaskPhase | "retrying" | "skipped";
 export type ExecutionPhase = "running" | "succeeded" | "failed" | "aborted";
@@ -1608,7 +1608,9 @@ class Execution implements AttemptHost {
           message: `approved${outcome.by ? ` by ${outcome.by}` : ""}`,
         });
       }
-      const problem = signalProblem(outcome.value, g.schema as JsonSchema);
+      const found =
+        outcome.value === undefined ? { path: "", message: "" } : validateValue(outcome.value, g.schema);
+      const problem = found && `${found.path ? `${found.path} ` : ""}${found.message}`;
       if (problem !== undefined) {
         n.error = {
           code: ErrorCodes.INPUT_INVALID,
@@ -1807,33 +1809,6 @@ class Execution implements AttemptHost {
 }
 
 type Scalar = string | number | boolean | null | undefined;
-
-const signalSchemas = new WeakMap<object, z.ZodType | null>();
-
-/**
- * Why a signal value does not fit a gate's JSON Schema (`""` when no detail), or undefined
- * when it fits. Validated like a task input (numbers accept integers; bounds, lengths and
- * patterns count), through zod's reading of the schema; the structural check is the fallback
- * for schemas zod cannot read.
- */
-function signalProblem(value: unknown, schema: JsonSchema): string | undefined {
-  if (value === undefined) return "";
-  let zs: z.ZodType | null | undefined =
-    typeof schema === "object" && schema ? signalSchemas.get(schema) : undefined;
-  if (zs === undefined && typeof schema === "object" && schema) {
-    try {
-      zs = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
-    } catch {
-      zs = null;
-    }
-    signalSchemas.set(schema, zs);
-  }
-  if (zs) {
-    const r = zs.safeParse(value);
-    return r.success ? undefined : (r.error.issues[0]?.message ?? "");
-  }
-  return checkAssignable(literalSchema(value), schema).ok ? undefined : "";
-}
 
 /** A launch-plan node's child execution id: stable across restarts of the parent. */
 function childExecutionId(parent: string, node: string): string {

@@ -15,32 +15,17 @@ export interface ValueProblem {
 
 type Schema = boolean | Record<string, unknown>;
 
+/** Per schema object: zod's reading of it (null when it cannot read it or Tern's references are in it). */
 const zodSchemas = new WeakMap<object, z.ZodType | null>();
 
 /**
  * The first problem of `value` against `schema`, or undefined when it fits. zod
- * reads the schema when it can (so formats and patterns count); a structural check
- * covers what it cannot read, and Tern's by-reference values.
+ * reads the schema when it can (so formats, patterns and bounds count, in zod's
+ * words); a structural check covers what it cannot read, and Tern's references.
  */
 export function validateValue(value: unknown, schema: unknown): ValueProblem | undefined {
-  const structural = check(value, schema as Schema, schema as Schema, "", 0);
-  if (
-    structural ||
-    typeof schema !== "object" ||
-    schema === null ||
-    JSON.stringify(schema).includes('"x-tern"')
-  )
-    return structural;
-  let zs = zodSchemas.get(schema);
-  if (zs === undefined) {
-    try {
-      zs = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
-    } catch {
-      zs = null;
-    }
-    zodSchemas.set(schema, zs);
-  }
-  if (!zs) return undefined;
+  const zs = typeof schema === "object" && schema !== null ? zodReading(schema) : null;
+  if (!zs) return check(value, schema as Schema, schema as Schema, "", 0);
   const r = zs.safeParse(value);
   if (r.success) return undefined;
   const issue = r.error.issues[0];
@@ -48,6 +33,22 @@ export function validateValue(value: unknown, schema: unknown): ValueProblem | u
     path: issue?.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("") ?? "",
     message: issue?.message ?? "invalid",
   };
+}
+
+/** zod's reading of a schema, once per schema object; null when zod cannot read it or it holds Tern's references. */
+function zodReading(schema: object): z.ZodType | null {
+  let zs = zodSchemas.get(schema);
+  if (zs === undefined) {
+    try {
+      zs = JSON.stringify(schema).includes('"x-tern"')
+        ? null
+        : z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+    } catch {
+      zs = null;
+    }
+    zodSchemas.set(schema, zs);
+  }
+  return zs;
 }
 
 function typeOf(v: unknown): string {
