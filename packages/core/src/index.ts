@@ -148,6 +148,7 @@ export {
   TernError,
   toErrorDocument,
 } from "./errors.js";
+export { jobEnv, renderJobTemplate, unknownTemplateInputs } from "./job-template.js";
 export { canonicalJson, type Json, type JsonObject } from "./json.js";
 export {
   BACKEND_CONFIG,

@@ -8,14 +8,16 @@
  * anything is sent to a cluster, and reported as a `TERN_E_SPEC_INVALID` error naming the
  * task and the field.
  */
-import { fileURLToPath } from "node:url";
 import {
   bundlePath,
   ErrorCodes,
+  jobEnv,
   type Resources,
+  renderJobTemplate,
   type TaskContext,
   type TaskSpec,
   TernError,
+  unknownTemplateInputs,
 } from "@tern/core";
 import type { K8sObject } from "./api.js";
 import { attemptAnnotations, attemptLabels } from "./names.js";
@@ -66,7 +68,6 @@ const QUANTITY_HINT =
 const RESOURCE_NAMES = { cpu: "cpu", memory: "memory", ephemeralStorage: "ephemeral-storage" } as const;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
-const TEMPLATE = /\{\{\s*\.(inputs\.([A-Za-z_][A-Za-z0-9_]*)|outputPrefix|inputsUri|outputsUri)\s*\}\}/g;
 
 /** Requests, limits, GPU count and accelerator label value of a task (or MPI worker). */
 export interface PodResources {
@@ -296,17 +297,14 @@ function containerConfig(task: TaskSpec): ContainerTaskConfig {
     env: c.env as Record<string, string> | undefined,
     workingDir: typeof c.workingDir === "string" ? c.workingDir : undefined,
   };
-  for (const s of [...(cfg.command ?? []), ...(cfg.args ?? [])]) {
-    for (const m of s.matchAll(TEMPLATE)) {
-      if (m[2] && !(m[2] in task.interface.inputs)) {
-        throw specError(
-          task,
-          "custom.args",
-          `refers to {{.inputs.${m[2]}}}, which is not an input of the task`,
-          `inputs are: ${Object.keys(task.interface.inputs).join(", ") || "(none)"}`,
-        );
-      }
-    }
+  const unknown = unknownTemplateInputs(task, [...(cfg.command ?? []), ...(cfg.args ?? [])]);
+  if (unknown.length > 0) {
+    throw specError(
+      task,
+      "custom.args",
+      `refers to {{.inputs.${unknown[0]}}}, which is not an input of the task`,
+      `inputs are: ${Object.keys(task.interface.inputs).join(", ") || "(none)"}`,
+    );
   }
   return cfg;
 }
@@ -359,51 +357,12 @@ export function validateTask(task: TaskSpec, opts: ResolvedK8sOptions): void {
   }
 }
 
-/** Replaces `{{.inputs.x}}`, `{{.outputPrefix}}`, `{{.inputsUri}}` and `{{.outputsUri}}`. */
-export function renderTemplate(s: string, ctx: TaskContext, inputsUri: string): string {
-  return s.replace(TEMPLATE, (_m, what: string, input?: string) => {
-    if (input !== undefined) {
-      const v = ctx.inputs[input];
-      if (typeof v === "string") return v;
-      if (v && typeof v === "object" && !Array.isArray(v) && typeof (v as { uri?: unknown }).uri === "string")
-        return (v as { uri: string }).uri;
-      return JSON.stringify(v ?? null);
-    }
-    if (what === "outputPrefix") return ctx.outputPrefix;
-    if (what === "inputsUri") return inputsUri;
-    return ctx.blobs.uri(`${ctx.outputPrefix}/outputs.json`);
-  });
-}
+/** Replaces `{{.inputs.x}}`, `{{.outputPrefix}}`, `{{.inputsUri}}` and `{{.outputsUri}}` (see core's `renderJobTemplate`). */
+export const renderTemplate = renderJobTemplate;
 
-/**
- * Tern's variables in every pod. A container reads its inputs from `TERN_INPUTS_URI` and
- * writes its output value as JSON to `TERN_OUTPUTS_URI` (for a local `file://` blob store,
- * the paths are also given as `TERN_INPUTS_PATH` and `TERN_OUTPUTS_PATH`).
- */
+/** Tern's variables in every pod, as env entries (see core's `jobEnv`). */
 export function ternEnv(ctx: TaskContext, inputsUri: string): EnvVar[] {
-  const outputsUri = ctx.blobs.uri(`${ctx.outputPrefix}/outputs.json`);
-  const errorUri = ctx.blobs.uri(`${ctx.outputPrefix}/error.json`);
-  const vars: Record<string, string> = {
-    TERN_EXECUTION_ID: ctx.execution.id,
-    TERN_PROJECT: ctx.execution.project,
-    TERN_DOMAIN: ctx.execution.domain,
-    TERN_NODE_ID: ctx.node.id,
-    TERN_ATTEMPT: String(ctx.attempt.number),
-    TERN_ATTEMPT_ID: ctx.attempt.id,
-    TERN_TASK: ctx.task.id.name,
-    TERN_BLOB_ROOT: ctx.blobs.root,
-    TERN_INPUTS_URI: inputsUri,
-    TERN_OUTPUT_PREFIX: ctx.outputPrefix,
-    TERN_OUTPUTS_URI: outputsUri,
-    TERN_ERROR_URI: errorUri,
-    TERN_CHECKPOINT_PREFIX: ctx.checkpointPrefix,
-  };
-  if (ctx.blobs.root.startsWith("file:")) {
-    vars.TERN_INPUTS_PATH = fileURLToPath(inputsUri);
-    vars.TERN_OUTPUTS_PATH = fileURLToPath(outputsUri);
-    vars.TERN_ERROR_PATH = fileURLToPath(errorUri);
-  }
-  return Object.entries(vars).map(([name, value]) => ({ name, value }));
+  return envOf(jobEnv(ctx, inputsUri));
 }
 
 /** The command of a `node` task's container: `nodeCommand` + tern-execute's one-shot arguments. */
