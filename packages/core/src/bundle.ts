@@ -48,6 +48,41 @@ export function bundlePath(projectRoot: string, digest: string): string {
   return path.join(bundleDir(projectRoot), `${digest.replace(/^sha256:/, "")}.mjs`);
 }
 
+const IMPORT_META = /\bimport\.meta\.(url|dirname|filename)\b/g;
+const LOADERS: Record<string, import("esbuild").Loader> = {
+  ".ts": "ts",
+  ".mts": "ts",
+  ".tsx": "tsx",
+  ".js": "js",
+  ".mjs": "js",
+  ".jsx": "jsx",
+};
+
+/**
+ * `import.meta.url`, `.dirname` and `.filename` in the user's own files keep naming the
+ * source file, not the bundle: code that finds files next to itself (a job script, a
+ * dataset) works the same bundled or not.
+ */
+const sourceImportMeta: import("esbuild").Plugin = {
+  name: "tern-source-import-meta",
+  setup(build) {
+    build.onLoad({ filter: /\.(m?ts|tsx|m?js|jsx)$/ }, async (args) => {
+      if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+      const text = await fs.promises.readFile(args.path, "utf8");
+      if (!text.includes("import.meta.")) return undefined;
+      const values: Record<string, string> = {
+        url: pathToFileURL(args.path).href,
+        dirname: path.dirname(args.path),
+        filename: args.path,
+      };
+      return {
+        contents: text.replace(IMPORT_META, (_m, k: string) => JSON.stringify(values[k])),
+        loader: LOADERS[path.extname(args.path)] ?? "default",
+      };
+    });
+  },
+};
+
 /** Bundle a user's entry file. */
 export async function bundleEntry(entry: string, opts: { projectRoot?: string } = {}): Promise<Bundle> {
   const abs = path.resolve(entry);
@@ -76,6 +111,7 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
       absWorkingDir: projectRoot,
       outfile: path.join(outDir, "bundle.mjs"),
       logLevel: "silent",
+      plugins: [sourceImportMeta],
     });
   } catch (e) {
     const errors =

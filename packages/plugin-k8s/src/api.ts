@@ -85,12 +85,12 @@ export interface K8sApi {
     onEvent: (type: WatchEventType, obj: K8sObject) => void,
     onDone: (err?: unknown) => void,
   ): Promise<WatchHandle>;
-  /** A container's log, line by line; with `follow` until the container exits. */
+  /** A container's log, line by line; with `follow` until the container exits; `tailLines`: only the last lines. */
   logs(
     namespace: string,
     pod: string,
     container: string,
-    opts?: { follow?: boolean; signal?: AbortSignal },
+    opts?: { follow?: boolean; signal?: AbortSignal; tailLines?: number },
   ): AsyncIterable<string>;
   /** `GET /version`, for health checks. */
   version(): Promise<{ gitVersion?: string }>;
@@ -367,7 +367,10 @@ export async function clientNodeApi(source: KubeconfigSource): Promise<K8sApi> {
         const out = new PassThrough();
         let ac: AbortController;
         try {
-          ac = await logger.log(namespace, pod, container, out, { follow: opts.follow ?? false });
+          ac = await logger.log(namespace, pod, container, out, {
+            follow: opts.follow ?? false,
+            ...(opts.tailLines !== undefined ? { tailLines: opts.tailLines } : {}),
+          });
         } catch (e) {
           out.destroy();
           throw toApiError(e, `logs of pod ${namespace}/${pod}`);

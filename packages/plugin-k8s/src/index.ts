@@ -56,8 +56,17 @@ export {
 } from "./api.js";
 export { type ClusterHealth, ClusterPool, K8S_CLUSTERS, MANAGED_SELECTOR } from "./clusters.js";
 export type { Failover } from "./launch.js";
+export { type Launched, launchObject } from "./launch.js";
 export { buildMpiJob, MpiPlugin, type MpiState, type MpiTaskConfig, mpiJobStatus } from "./mpi.js";
-export { ANNOTATIONS, LABELS, labelValue, objectName } from "./names.js";
+export {
+  ANNOTATIONS,
+  attemptAnnotations,
+  attemptLabels,
+  belongsTo,
+  LABELS,
+  labelValue,
+  objectName,
+} from "./names.js";
 export {
   type ApiRetryOptions,
   type ClusterOptions,
@@ -68,9 +77,20 @@ export {
   resolveOptions,
   type Toleration,
 } from "./options.js";
-export { PodPlugin, type PodState } from "./plugin.js";
-export { buildPod, type ContainerTaskConfig, podResources, secretEnvName, validateTask } from "./pod-spec.js";
+export { PodPlugin, type PodState, readErrorDocument } from "./plugin.js";
+export {
+  buildPod,
+  type ContainerTaskConfig,
+  type EnvVar,
+  envOf,
+  mergeEnv,
+  podResources,
+  secretEnvName,
+  secretsOf,
+  validateTask,
+} from "./pod-spec.js";
 export { isQuantity, parseQuantity } from "./quantities.js";
+export { withRetry } from "./retry.js";
 export { deletedPodStatus, podStatus, type StatusContext } from "./status.js";
 export { WatchCache } from "./watch-cache.js";
 export { k8s };

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { alive } from "./helpers.js";
 
@@ -120,6 +120,60 @@ describe("tern-fake", () => {
     child.kill("SIGTERM");
     expect(await exited(child)).toBe(0);
     expect(existsSync(file)).toBe(true);
+  });
+
+  it("kubernetes --operators runs the named operators' controllers; an unknown one is refused", async () => {
+    const { child, out } = await run(["kubernetes", "--operators", "spark,kuberay"], /Press Ctrl-C/);
+    expect(out()).toContain(
+      "Operators: spark: SparkApplication (sparkoperator.k8s.io); kuberay: RayJob (ray.io)",
+    );
+    const file = /^Kubeconfig: (.+)$/m.exec(out())![1];
+    const kc = new KubeConfig();
+    kc.loadFromFile(file);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    await custom.createNamespacedCustomObject({
+      group: "sparkoperator.k8s.io",
+      version: "v1beta2",
+      namespace: "default",
+      plural: "sparkapplications",
+      body: {
+        apiVersion: "sparkoperator.k8s.io/v1beta2",
+        kind: "SparkApplication",
+        metadata: { name: "cli-app" },
+        spec: {
+          type: "Scala",
+          mode: "cluster",
+          mainApplicationFile: "local:///nowhere/app.jar",
+          sparkVersion: "3.5.1",
+        },
+      },
+    });
+    // The operator picked it up: it has a state (whatever the missing file makes of it).
+    const start = Date.now();
+    let state: string | undefined;
+    while (!state && Date.now() - start < 10_000) {
+      const app = (await custom.getNamespacedCustomObject({
+        group: "sparkoperator.k8s.io",
+        version: "v1beta2",
+        namespace: "default",
+        plural: "sparkapplications",
+        name: "cli-app",
+      })) as { status?: { applicationState?: { state?: string } } };
+      state = app.status?.applicationState?.state || undefined;
+      if (!state) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(state, "the fake spark-operator never moved the application").toBeTruthy();
+    child.kill("SIGINT");
+    expect(await exited(child)).toBe(0);
+
+    const bad = spawn(process.execPath, [bin, "kubernetes", "--operators", "flink"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    children.push(bad);
+    let err = "";
+    bad.stderr!.on("data", (d) => (err += d));
+    expect(await exited(bad)).not.toBe(0);
+    expect(err).toContain('unknown operator "flink"; choose from mpi, spark, kuberay');
   });
 
   it("rejects an unknown service or option with exit code 2", async () => {

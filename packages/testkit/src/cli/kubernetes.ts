@@ -2,15 +2,32 @@
 import { rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startFakeKubernetes } from "../fakes/k8s/index.js";
-import type { FakeService } from "./services.js";
+import { installKubeRay } from "../fakes/k8s/controllers/kuberay.js";
+import { installMpiOperator } from "../fakes/k8s/controllers/mpi.js";
+import { installSparkOperator } from "../fakes/k8s/controllers/spark.js";
+import { type FakeKubernetes, startFakeKubernetes } from "../fakes/k8s/index.js";
+import { type FakeService, int } from "./services.js";
 
-function int(value: string | boolean | undefined, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0)
-    throw new Error(`--${name} must be a non-negative integer, got "${value}"`);
-  return n;
+/** Operators `--operators` can install: the custom resources they run. */
+const OPERATORS: Record<string, { what: string; install(fake: FakeKubernetes): unknown }> = {
+  mpi: { what: "MPIJob (kubeflow.org)", install: (f) => installMpiOperator(f) },
+  spark: { what: "SparkApplication (sparkoperator.k8s.io)", install: (f) => installSparkOperator(f) },
+  kuberay: { what: "RayJob (ray.io)", install: (f) => installKubeRay(f) },
+};
+
+function operatorList(value: string | boolean | undefined): string[] {
+  if (value === undefined) return [];
+  const names = String(value)
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of names) {
+    if (!(n in OPERATORS))
+      throw new Error(
+        `--operators: unknown operator "${n}"; choose from ${Object.keys(OPERATORS).join(", ")}`,
+      );
+  }
+  return names;
 }
 
 export const kubernetesService: FakeService = {
@@ -22,6 +39,7 @@ export const kubernetesService: FakeService = {
     "--gpu-nodes N        add N tainted GPU nodes with 8 x nvidia.com/gpu each (default 0)",
     "--token TOKEN        require this bearer token",
     "--namespace NS       namespace of the kubeconfig context (default: default)",
+    "--operators LIST     run these operators' controllers: mpi, spark, kuberay (comma-separated)",
   ],
   options: {
     port: { type: "string" },
@@ -29,14 +47,17 @@ export const kubernetesService: FakeService = {
     "gpu-nodes": { type: "string" },
     token: { type: "string" },
     namespace: { type: "string" },
+    operators: { type: "string" },
   },
   async start(values) {
+    const operators = operatorList(values.operators);
     const fake = await startFakeKubernetes({
       port: int(values.port, "port", 0),
       gpuNodes: int(values["gpu-nodes"], "gpu-nodes", 0),
       token: values.token as string | undefined,
       namespace: values.namespace as string | undefined,
     });
+    for (const o of operators) OPERATORS[o].install(fake);
     const given = values.kubeconfig as string | undefined;
     const file = path.resolve(given ?? path.join(os.tmpdir(), `tern-fake-kubeconfig-${fake.port}.yaml`));
     writeFileSync(file, fake.kubeconfig(), { mode: 0o600 });
@@ -52,6 +73,9 @@ export const kubernetesService: FakeService = {
         [
           `Fake Kubernetes API listening on ${fake.url}`,
           `Nodes: ${nodes}`,
+          ...(operators.length
+            ? [`Operators: ${operators.map((o) => `${o}: ${OPERATORS[o].what}`).join("; ")}`]
+            : []),
           `Kubeconfig: ${file}`,
           "Connect with:",
           `  KUBECONFIG=${file} kubectl get pods`,

@@ -4,6 +4,7 @@
  */
 import type { ParseArgsConfig } from "node:util";
 import { kubernetesService } from "./kubernetes.js";
+import { rayService } from "./ray.js";
 
 /** A running fake, as the command sees it. */
 export interface RunningService {
@@ -22,4 +23,13 @@ export interface FakeService {
   start(values: Record<string, string | boolean | undefined>): Promise<RunningService>;
 }
 
-export const SERVICES: FakeService[] = [kubernetesService];
+export const SERVICES: FakeService[] = [kubernetesService, rayService];
+
+/** A non-negative integer option, or `fallback` when it is not given. */
+export function int(value: string | boolean | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`--${name} must be a non-negative integer, got "${value}"`);
+  return n;
+}
