@@ -301,7 +301,10 @@ export class ExecutionRun {
       error: (result.error as ErrorDocument | undefined) ?? null,
       endedAt: Date.now(),
     };
-    const ok = await this.host.store.executions.update(this.id, patch, { owner: this.host.owner, release: true });
+    const ok = await this.host.store.executions.update(this.id, patch, {
+      owner: this.host.owner,
+      release: true,
+    });
     if (!ok) return;
     this.released = true;
     this.rec = {
