@@ -71,6 +71,8 @@ import { startServer } from ${JSON.stringify(path.join(repo, "packages/server/di
 const s = await startServer({ port: 0, workDir: ${JSON.stringify(root)}, logger: false, backend: ${JSON.stringify(BACKEND)}, workers: ${WORKERS}, executor: { claimIntervalMs: 200 } });
 process.stdout.write(s.url + "\\n");
 process.on("SIGTERM", async () => { await s.close(); process.exit(0); });
+// The bench asks for the server's CPU time between runs (SIGUSR2 → one line on stdout).
+process.on("SIGUSR2", () => { const u = process.cpuUsage(); process.stdout.write("cpu " + (u.user + u.system) + "\\n"); });
 `;
 const server = spawn(
   process.execPath,
@@ -85,15 +87,29 @@ const server = spawn(
     stdio: ["ignore", "pipe", "inherit"],
   },
 );
+let serverOut = "";
+let cpuWaiter;
 const url = await new Promise((resolve, reject) => {
-  let out = "";
   server.stdout.on("data", (d) => {
-    out += d;
-    const m = /^(http:\/\/\S+)\n/m.exec(out);
+    serverOut += d;
+    const m = /^(http:\/\/\S+)\n/m.exec(serverOut);
     if (m) resolve(m[1]);
+    const c = /^cpu (\d+)\n/m.exec(serverOut);
+    if (c && cpuWaiter) {
+      serverOut = serverOut.replace(c[0], "");
+      cpuWaiter(Number(c[1]));
+      cpuWaiter = undefined;
+    }
   });
   server.on("exit", (c) => reject(new Error(`server exited (${c})`)));
 });
+/** The server process's CPU time so far, in µs. */
+function serverCpu() {
+  return new Promise((resolve) => {
+    cpuWaiter = resolve;
+    server.kill("SIGUSR2");
+  });
+}
 
 const bundle = await bundleEntry(path.join(root, "flow.ts"));
 const mod = await importBundle(bundle.path);
@@ -161,11 +177,15 @@ async function closedLoop(c, seconds, warmup) {
   let measuredDone = 0;
   let firstMeasured = Number.POSITIVE_INFINITY;
   let lastDone = 0;
+  const serverCpu0 = await serverCpu();
+  const clientCpu0 = process.cpuUsage();
+  let total = 0;
   await Promise.all(
     Array.from({ length: c }, async () => {
       while (performance.now() < end) {
         const began = performance.now();
         const ms = await one(n++);
+        total++;
         if (began >= measureFrom) {
           lat.push(ms);
           measuredDone++;
@@ -175,6 +195,8 @@ async function closedLoop(c, seconds, warmup) {
       }
     }),
   );
+  const serverCpuUs = (await serverCpu()) - serverCpu0;
+  const cc = process.cpuUsage(clientCpu0);
   lat.sort((a, b) => a - b);
   const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
   const wall = (lastDone - firstMeasured) / 1000;
@@ -186,6 +208,9 @@ async function closedLoop(c, seconds, warmup) {
     p50Ms: Math.round(q(0.5) * 10) / 10,
     p99Ms: Math.round(q(0.99) * 10) / 10,
     maxMs: Math.round(lat[lat.length - 1] * 10) / 10,
+    // CPU per execution over the whole run (warm-up included), by process: where the 2 cores go.
+    serverCpuUsPerExecution: Math.round(serverCpuUs / total),
+    clientCpuUsPerExecution: Math.round((cc.user + cc.system) / total),
   };
 }
 
@@ -194,7 +219,7 @@ for (const c of CONCURRENCY) {
   const r = await closedLoop(c, SECONDS, WARMUP_S);
   runs.push(r);
   console.log(
-    `C=${String(c).padStart(4)}  ${String(r.perSecond).padStart(6)} executions/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  (${r.executions} in ${r.seconds} s)`,
+    `C=${String(c).padStart(4)}  ${String(r.perSecond).padStart(6)} executions/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  (${r.executions} in ${r.seconds} s)  CPU/execution: server ${r.serverCpuUsPerExecution} µs, client ${r.clientCpuUsPerExecution} µs`,
   );
 }
 

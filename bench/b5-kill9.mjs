@@ -2,7 +2,7 @@
  * B5 — kill -9 with 10k nodes in flight, on the process backend.
  *
  * One execution of a wide workflow of N short tasks (each body appends its node id to a
- * shared file, then sleeps a few ms) runs in an executor process (SQLite store, local
+ * shared file, then sleeps a few ms) runs in a control plane process (`startServer`, as `tern serve`: SQLite store, local
  * blob directory, `workers` worker processes). When 40 % of the bodies have run, that
  * process gets SIGKILL: the rest of the 10k nodes are in flight (queued for a worker, or
  * running in one). A new executor process is started on the same database and
@@ -12,7 +12,8 @@
  * Measured:
  *  - restart → resumed: from spawning the new process to the first event it appends
  *    (its "resumed by" marker), and to the first node event after it (work resumes);
- *  - the same from the moment the new executor was ready (Node start-up excluded);
+ *  - restart → ready: until the new control plane listens (its API loads while the
+ *    executor already resumes, so "ready → first event" may be negative);
  *  - duplicated node runs: nodes whose body ran more than once (must be 0);
  *  - attempts adopted (their stored result, or the worker still running them);
  *  - total time to finish after the restart.
@@ -27,6 +28,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const serveDist = path.resolve(here, "../packages/server/dist/serve.js");
 const serverDist = path.resolve(here, "../packages/server/dist/index.js");
 const coreDir = path.resolve(here, "../packages/core");
 
@@ -34,25 +36,19 @@ const coreDir = path.resolve(here, "../packages/core");
 // Child mode: one executor process.
 if (process.argv[2] === "--child") {
   const cfg = JSON.parse(process.argv[3]);
-  const { LocalBlobStore } = await import("@tern/core");
-  const { Executor, Store } = await import(serverDist);
-  const store = await Store.open(cfg.db);
-  const executor = await Executor.create({
-    store,
-    blobs: new LocalBlobStore(cfg.blobDir),
+  // As `tern serve` restarting: the control plane's own start-up (store, executor, then the
+  // API, which loads while the executor already resumes stored work).
+  const { startServer } = await import(serveDist);
+  const server = await startServer({
+    port: 0,
+    db: cfg.db,
+    storage: cfg.blobDir,
     workDir: cfg.workDir,
     workers: cfg.workers,
-    ...(process.env.B5_VERBOSE
-      ? {
-          logger: Object.fromEntries(
-            ["debug", "info", "warn", "error"].map((l) => [
-              l,
-              (f, m) => process.stderr.write(`[executor ${Date.now()}] ${l} ${m} ${JSON.stringify(f)}\n`),
-            ]),
-          ),
-        }
-      : {}),
+    backend: "process",
+    logger: process.env.B5_VERBOSE ? { level: "debug", destination: process.stderr } : false,
   });
+  const { store, executor } = server;
   if (cfg.launch && !(await store.executions.get(cfg.launch.id))) {
     const compiled = JSON.parse(fs.readFileSync(cfg.launch.compiledFile, "utf8"));
     await executor.launch({
@@ -63,11 +59,9 @@ if (process.argv[2] === "--child") {
       inputs: cfg.launch.inputs,
     });
   }
-  executor.start();
   process.stdout.write(`ready ${Date.now()}\n`);
   process.on("SIGTERM", async () => {
-    await executor.close();
-    await store.close();
+    await server.close();
     process.exit(0);
   });
 } else {

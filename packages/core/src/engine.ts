@@ -166,6 +166,8 @@ export interface ResumedNode {
   inFlight: boolean;
   /** The node had failed for good: it stays failed, no attempt runs. */
   failed?: ErrorDocument;
+  /** When the node first started running (epoch ms): a resumed sleep gate sleeps only what is left. */
+  startedAt?: number;
 }
 
 export interface SignalRequest {
@@ -1545,7 +1547,10 @@ class Execution implements AttemptHost {
     let timer: NodeJS.Timeout | undefined;
     try {
       if (g.kind === "sleep") {
-        await sleep(g.durationMs, stop.signal);
+        // A resumed execution's gate slept since it first started, under the previous owner.
+        const since = this.opts.resume?.(n.fqId)?.startedAt;
+        const left = since === undefined ? g.durationMs : Math.max(0, since + g.durationMs - Date.now());
+        await sleep(left, stop.signal);
         if (stop.signal.aborted) return this.setPhase(n, "aborted", { message: String(stop.signal.reason) });
         n.outputs = null;
         return this.setPhase(n, "succeeded", { outputs: null });

@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { type BlobStore, DEFAULT_PROJECT, ErrorCodes, TernError } from "@tern/core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import pino from "pino";
-import { type BuildAppOptions, buildApp } from "./api/app.js";
+import type { BuildAppOptions } from "./api/app.js";
 import { CompiledWorkflows } from "./api/compiled.js";
 import type { ApiContext } from "./api/context.js";
 import { Scopes } from "./api/scopes.js";
@@ -26,9 +26,8 @@ import { openBlobStore } from "./blob/index.js";
 import { checkServerConfig, loadServerConfig, type ServerConfig } from "./config.js";
 import { Executor, type ExecutorOptions } from "./executor/executor.js";
 import type { ExecutorLogger } from "./executor/logger.js";
-import { Metrics } from "./metrics.js";
 import { Notifier } from "./scheduler/notifier.js";
-import { Scheduler } from "./scheduler/scheduler.js";
+import type { Scheduler } from "./scheduler/scheduler.js";
 import { Store } from "./store/store.js";
 
 export interface ServeOptions {
@@ -195,6 +194,23 @@ export async function createControlPlane(opts: ServeOptions = {}): Promise<Contr
       ...(opts.executor?.claimIntervalMs ? { claimIntervalMs: opts.executor.claimIntervalMs } : {}),
       ...(opts.executor?.maxExecutions ? { maxExecutions: opts.executor.maxExecutions } : {}),
     });
+    const exec = executor;
+    const runScheduler = opts.runScheduler ?? opts.runExecutor !== false;
+    const schedulerLogger = logger
+      ? (logger.child({ component: "scheduler" }) as unknown as ExecutorLogger)
+      : undefined;
+    // Listening before any execution can end here.
+    const notifier = runScheduler
+      ? new Notifier({ store, source: exec, ...(schedulerLogger ? { logger: schedulerLogger } : {}) })
+      : undefined;
+    // Stored work resumes first: a restarted server re-attaches to its executions while the
+    // API (fastify, OpenAPI, metrics) and the scheduler are still loading.
+    if (opts.runExecutor !== false) exec.start();
+    const [{ buildApp }, { Metrics }, { Scheduler }] = await Promise.all([
+      import("./api/app.js"),
+      import("./metrics.js"),
+      import("./scheduler/scheduler.js"),
+    ]);
     const metrics = new Metrics({ store });
     metrics.instrument(store);
     const scopes = new Scopes(store);
@@ -218,25 +234,17 @@ export async function createControlPlane(opts: ServeOptions = {}): Promise<Contr
       registerBodyLimit: opts.registerBodyLimit ?? 64 * 1024 * 1024,
     };
     const appOpts: BuildAppOptions = { logger, bodyLimit: opts.bodyLimit, version: opts.version };
-    const app = await buildApp(ctx, appOpts);
-    const exec = executor;
-    if (opts.runExecutor !== false) exec.start();
-    const schedulerLogger = logger
-      ? (logger.child({ component: "scheduler" }) as unknown as ExecutorLogger)
-      : undefined;
+    const app = await buildApp(ctx, appOpts).catch(async (e) => {
+      await notifier?.close().catch(() => undefined);
+      throw e;
+    });
     let scheduler: Scheduler | undefined;
-    let notifier: Notifier | undefined;
-    if (opts.runScheduler ?? opts.runExecutor !== false) {
+    if (runScheduler) {
       scheduler = new Scheduler({
         store,
         launcher: exec,
         resolveWorkflow: (id) => ctx.compiled.get(id),
         ...(opts.schedulerIntervalMs ? { intervalMs: opts.schedulerIntervalMs } : {}),
-        ...(schedulerLogger ? { logger: schedulerLogger } : {}),
-      });
-      notifier = new Notifier({
-        store,
-        source: exec,
         ...(schedulerLogger ? { logger: schedulerLogger } : {}),
       });
       scheduler.start();

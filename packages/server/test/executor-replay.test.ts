@@ -61,6 +61,17 @@ describe("replay", () => {
     });
   });
 
+  it("keeps when a node first started running, across owners (a resumed sleep gate sleeps what is left)", () => {
+    seq = 0;
+    const events = [
+      ev({ node: "nap", phase: "queued" }),
+      { ...ev({ node: "nap", phase: "running" }), at: 5_000 },
+      // Resumed by the next owner: the gate runs again, its first start stands.
+      { ...ev({ node: "nap", phase: "running" }), at: 9_000 },
+    ];
+    expect(replay(events).nodes.get("nap")).toMatchObject({ attempts: 0, inFlight: false, startedAt: 5_000 });
+  });
+
   it("reports an execution whose log already ends with its outcome", () => {
     seq = 0;
     const r = replay([

@@ -36,8 +36,14 @@ afterAll(() => {
   if (project) fs.rmSync(project.root, { recursive: true, force: true });
 });
 
-async function executor(store: Store, owner: string, activity?: ExecutorActivity[]): Promise<Executor> {
+async function executor(
+  store: Store,
+  owner: string,
+  activity?: ExecutorActivity[],
+  extra: { maxExecutions?: number } = {},
+): Promise<Executor> {
   const ex = await Executor.create({
+    ...extra,
     store,
     blobs: new LocalBlobStore(path.join(project.root, ".tern", "blobs")),
     workDir: project.root,
@@ -53,6 +59,11 @@ async function executor(store: Store, owner: string, activity?: ExecutorActivity
 
 /** Launch `layered` with a fresh body log; `slow` sleeps `slowMs`. */
 async function launch(ex: Executor, slow = "", slowMs = 0) {
+  const { rec, log } = await launchRecord(ex, slow, slowMs);
+  return { id: rec.id, log };
+}
+
+async function launchRecord(ex: Executor, slow = "", slowMs = 0) {
   const log = path.join(project.root, `bodies-${n++}.log`);
   const rec = await ex.launch({
     project: project.compiled.workflow.id.project,
@@ -60,7 +71,7 @@ async function launch(ex: Executor, slow = "", slowMs = 0) {
     compiled: project.compiled,
     inputs: { log, ms: 100, slow, slowMs },
   });
-  return { id: rec.id, log };
+  return { rec, log };
 }
 
 async function finished(store: Store, id: string, timeoutMs = 60_000) {
@@ -82,6 +93,29 @@ function drivers(events: readonly ExecutionEvent[]): string[] {
 }
 
 describe("Executor", () => {
+  it("takes a launched execution at once while it has room, and queues it for a claim round when full", async () => {
+    const store = await stores.open();
+    const ex = await executor(store, "roomy", undefined, { maxExecutions: 1 });
+    ex.start();
+    const first = await launchRecord(ex, "l0_0", 1000);
+    // Created already ours and running: no claim round, no queued → running write.
+    expect(first.rec).toMatchObject({ phase: "running", owner: "roomy" });
+    expect(first.rec.startedAt).toBeTypeOf("number");
+    const second = await launchRecord(ex);
+    expect(second.rec.phase).toBe("queued");
+    expect(second.rec.owner).toBeUndefined();
+    for (const { rec } of [first, second]) {
+      const done = await finished(store, rec.id);
+      expect(done).toMatchObject({ phase: "succeeded", outputs: project.expected });
+      // Finishing gave the lease up in the same write.
+      expect(done.owner).toBeUndefined();
+      expect(drivers(await readAllEvents(store, rec.id))).toEqual(["roomy"]);
+    }
+    // The second started only once the first had ended (one execution at a time).
+    const secondStart = (await store.executions.get(second.rec.id))!.startedAt!;
+    expect(secondStart).toBeGreaterThanOrEqual((await store.executions.get(first.rec.id))!.endedAt!);
+  });
+
   it("retries failed appends without losing or reordering events", async () => {
     const store = await stores.open();
     const realAppend = store.events.append.bind(store.events);

@@ -26,7 +26,7 @@ export interface ServeFlags {
 
 /** Start the server; resolves (to the exit status) once it has shut down after SIGINT/SIGTERM. */
 export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
-  const { startServer, createLogger } = await import("@tern/server");
+  const { startServer, createLogger } = await import("@tern/server/serve");
   let config = flags.config;
   if (config === undefined) {
     for (const name of ["tern.config.ts", "tern.config.mjs", "tern.config.js"]) {

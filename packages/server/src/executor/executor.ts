@@ -37,6 +37,7 @@ import {
   TernError,
   type TernPlugin,
   validateCompiledWorkflow,
+  validatedHere,
 } from "@tern/core";
 import type { ExecutionRecord } from "../store/executions.js";
 import type { Store } from "../store/store.js";
@@ -202,10 +203,21 @@ export class Executor {
    * `TERN_E_CONFLICT` (which makes a retried launch idempotent).
    */
   async launch(req: LaunchRequest): Promise<ExecutionRecord> {
-    const compiled = validateCompiledWorkflow(req.compiled);
+    // The registry's cached copy was validated at its first launch; an unknown object is checked here.
+    const compiled = validatedHere(req.compiled) ? req.compiled : validateCompiledWorkflow(req.compiled);
     const inputs = checkInputs(compiled, req.inputs);
     const id = req.id ?? newExecutionId();
     const wf = compiled.workflow.id;
+    // With room and a lease that is current, the new execution is created already ours and
+    // started at once: no claim round, no queued → running write. Right after start() the
+    // first round decides whether this replica's leases are current.
+    if (this.leaseValidUntil === 0 && this.ticking) await this.ticking;
+    const now = Date.now();
+    const takeNow =
+      this.timer !== undefined &&
+      !this.closed &&
+      this.runs.size < this.maxExecutions &&
+      now < this.leaseValidUntil - Math.min(this.claimIntervalMs, this.leaseTtlMs / 3);
     const record = await this.store.executions.create({
       id,
       project: req.project,
@@ -214,11 +226,13 @@ export class Executor {
       ...(req.launchPlan ? { launchPlan: req.launchPlan } : {}),
       ...(req.parent ? { parent: req.parent } : {}),
       ...(req.recoverFrom ? { recoverFrom: req.recoverFrom } : {}),
-      phase: "queued",
+      phase: takeNow ? "running" : "queued",
+      ...(takeNow ? { owner: this.owner, leaseExpiresAt: now + this.leaseTtlMs, startedAt: now } : {}),
       inputs: inputs as Json,
       spec: { compiled } as unknown as Json,
     });
-    if (this.timer) void this.tick();
+    if (takeNow && !this.closed) this.startRun(record, true);
+    else if (this.timer) void this.tick();
     return record;
   }
 
@@ -405,12 +419,13 @@ export class Executor {
     }
   }
 
-  private startRun(rec: ExecutionRecord): void {
+  /** Drive a claimed execution here; `created` when it was created already ours (it has no events yet). */
+  private startRun(rec: ExecutionRecord, created = false): void {
     if (this.closed) {
       void this.store.executions.release(rec.id, this.owner).catch(() => false);
       return;
     }
-    const run = new ExecutionRun(this.host, rec);
+    const run = new ExecutionRun(this.host, rec, created);
     this.runs.set(rec.id, run);
     void run.done.finally(() => {
       if (this.runs.get(rec.id) === run) this.runs.delete(rec.id);

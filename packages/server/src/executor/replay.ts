@@ -50,6 +50,7 @@ export function replay(events: readonly ExecutionEvent[]): Replayed {
       if (e.phase === "failed" && e.error) n.failed = e.error;
     } else if (IN_FLIGHT.has(e.phase)) {
       n.inFlight = n.attempts > 0;
+      if (e.phase === "running" && n.startedAt === undefined) n.startedAt = e.at;
     }
   }
   return out;

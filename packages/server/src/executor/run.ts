@@ -78,10 +78,17 @@ export class ExecutionRun {
   private settled = false;
   /** Recording its outcome: past the point where detaching means anything. */
   private finishing = false;
+  /** Its terminal record was written, which gave the execution up too. */
+  private released = false;
 
+  /**
+   * @param created the execution was created already claimed by this replica: it has no
+   *   events and its record says `running` (see `Executor.launch`).
+   */
   constructor(
     private readonly host: RunHost,
     private rec: ExecutionRecord,
+    private readonly created = false,
   ) {
     this.id = rec.id;
     this.done = this.run();
@@ -145,7 +152,8 @@ export class ExecutionRun {
     } finally {
       this.settled = true;
       for (const w of this.wake.values()) w();
-      const released = await host.store.executions.release(this.id, host.owner).catch(() => false);
+      const released =
+        this.released || (await host.store.executions.release(this.id, host.owner).catch(() => false));
       host.activity({ type: outcome, execution: this.id, ...(reason ? { reason } : {}) });
       if (released) host.activity({ type: "released", execution: this.id });
     }
@@ -158,7 +166,8 @@ export class ExecutionRun {
     const { compiled } = this.rec.spec as unknown as StoredSpec;
     await materializeBundles(compiled, host.workDir, host.blobs);
     // A queued execution that never started has no events: nothing to read.
-    const fresh = this.rec.phase === "queued" && this.rec.startedAt === undefined;
+    const queued = this.rec.phase === "queued" && this.rec.startedAt === undefined;
+    const fresh = this.created || queued;
     const stored = fresh ? [] : await readAllEvents(store, this.id);
     const t1 = Date.now();
     const state = replay(stored);
@@ -190,7 +199,7 @@ export class ExecutionRun {
       await this.endAborted(state.lastSeq, "terminated by request");
       return;
     }
-    if (fresh) {
+    if (queued) {
       const marked = await store.executions.update(
         this.id,
         { phase: "running", startedAt: Date.now() },
@@ -292,8 +301,12 @@ export class ExecutionRun {
       error: (result.error as ErrorDocument | undefined) ?? null,
       endedAt: Date.now(),
     };
-    const ok = await this.host.store.executions.update(this.id, patch, { owner: this.host.owner });
+    const ok = await this.host.store.executions.update(this.id, patch, {
+      owner: this.host.owner,
+      release: true,
+    });
     if (!ok) return;
+    this.released = true;
     this.rec = {
       ...this.rec,
       phase: patch.phase,

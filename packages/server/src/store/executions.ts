@@ -64,6 +64,10 @@ export interface NewExecution {
   recoverFrom?: string;
   /** @default now */
   createdAt?: number;
+  /** Created already claimed: this replica holds it until `leaseExpiresAt`. */
+  owner?: string;
+  leaseExpiresAt?: number;
+  startedAt?: number;
 }
 
 /** Fields an update may change; `undefined` keeps a column, `null` clears it. */
@@ -178,11 +182,11 @@ export class ExecutionRepository {
       spec: toJson(input.spec),
       recover_from: input.recoverFrom ?? null,
       created_at: input.createdAt ?? now,
-      started_at: null,
+      started_at: input.startedAt ?? null,
       ended_at: null,
       updated_at: now,
-      owner: null,
-      lease_expires_at: null,
+      owner: input.owner ?? null,
+      lease_expires_at: input.owner !== undefined ? (input.leaseExpiresAt ?? null) : null,
     };
     try {
       await this.ctx.db.insertInto("executions").values(row).execute();
@@ -220,13 +224,14 @@ export class ExecutionRepository {
    * Change an execution. With `owner`, the write only happens while that
    * replica holds the execution (a replica that lost its lease cannot clobber
    * the new owner's progress); with `phases`, only while the execution is in one
-   * of them (so `queued → running` does not undo a concurrent `aborting`).
+   * of them (so `queued → running` does not undo a concurrent `aborting`);
+   * with `release`, the replica gives the execution up in the same write.
    * Returns whether a row changed.
    */
   async update(
     id: string,
     patch: ExecutionPatch,
-    opts: { owner?: string; phases?: readonly string[] } = {},
+    opts: { owner?: string; phases?: readonly string[]; release?: boolean } = {},
   ): Promise<boolean> {
     const set = definedOnly({
       phase: patch.phase,
@@ -235,6 +240,8 @@ export class ExecutionRepository {
       started_at: patch.startedAt,
       ended_at: patch.endedAt,
       updated_at: this.ctx.now(),
+      // Give the execution up in the same statement (its last one as this replica's).
+      ...(opts.release ? { owner: null, lease_expires_at: null } : {}),
     });
     let q = this.ctx.db.updateTable("executions").set(set).where("id", "=", id);
     if (opts.owner !== undefined) q = q.where("owner", "=", opts.owner);
