@@ -201,7 +201,12 @@ export async function createControlPlane(opts: ServeOptions = {}): Promise<Contr
       : undefined;
     // Listening before any execution can end here.
     const notifier = runScheduler
-      ? new Notifier({ store, source: exec, ...(schedulerLogger ? { logger: schedulerLogger } : {}) })
+      ? new Notifier({
+          store,
+          source: exec,
+          owner: `notifier-${exec.owner}`,
+          ...(schedulerLogger ? { logger: schedulerLogger } : {}),
+        })
       : undefined;
     // Stored work resumes first: a restarted server re-attaches to its executions while the
     // API (fastify, OpenAPI, metrics) and the scheduler are still loading.

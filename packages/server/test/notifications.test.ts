@@ -96,6 +96,19 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+async function startExecutor(store: Store): Promise<Executor> {
+  executor = await Executor.create({
+    store,
+    blobs: new LocalBlobStore(path.join(tmp, "blobs")),
+    workDir: tmp,
+    backend: "inline",
+    claimIntervalMs: 50,
+    leaseTtlMs: 5000,
+  });
+  executor.start();
+  return executor;
+}
+
 async function start(store: Store): Promise<{ executor: Executor; notifier: Notifier }> {
   executor = await Executor.create({
     store,
@@ -149,6 +162,10 @@ describe("Notifier", () => {
       }),
     );
     expect(new Set(hits.map((h) => h.headers["x-tern-delivery"]))).toEqual(new Set([`${ok.id}:succeeded:0`]));
+    await waitFor(
+      "the outbox row to be done",
+      async () => (await store.notifications.get(ok.id))?.state === "done",
+    );
     expect(hits[0].headers["content-type"]).toBe("application/json");
 
     const bad = await launchFrom(ex, lp, -1);
@@ -184,6 +201,80 @@ describe("Notifier", () => {
     );
     await nt.idle();
     expect(receiver.hits).toHaveLength(1);
+  });
+
+  it("delivers at least once: what ended while no notifier ran goes out with the next one's sweep, once", async () => {
+    const store = await stores.open();
+    const lp = await registerPlan(store, doubleFlow, {
+      name: "swept",
+      notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/swept` }],
+    });
+    // The replica that runs it has no notifier (or died before delivering).
+    const ex = await startExecutor(store);
+    const rec = await launchFrom(ex, lp, 4);
+    await waitFor(
+      "the execution to end",
+      async () => (await store.executions.get(rec.id))?.phase === "succeeded",
+    );
+    expect(await store.notifications.get(rec.id)).toMatchObject({ state: "pending" });
+    expect(receiver.on("/swept")).toEqual([]);
+
+    notifier = new Notifier({ store, source: ex, sweepIntervalMs: 50, backoffMs: 20 });
+    await waitFor("the swept delivery", () => receiver.on("/swept").length === 1, 20_000);
+    await waitFor(
+      "the row to be done",
+      async () => (await store.notifications.get(rec.id))?.state === "done",
+    );
+    expect(receiver.on("/swept")[0].body).toMatchObject({
+      execution: rec.id,
+      phase: "succeeded",
+      outputs: 8,
+    });
+    // Later sweeps find nothing left to send.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(receiver.on("/swept")).toHaveLength(1);
+  });
+
+  it("takes over a delivery whose notifier died mid-way, once its lease ran out", async () => {
+    const store = await stores.open();
+    const lp = await registerPlan(store, doubleFlow, {
+      name: "orphaned",
+      notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/orphaned` }],
+    });
+    const ex = await startExecutor(store);
+    const rec = await launchFrom(ex, lp, 5);
+    await waitFor(
+      "the execution to end",
+      async () => (await store.executions.get(rec.id))?.phase === "succeeded",
+    );
+    // A notifier claimed it for 300 ms, then died without delivering.
+    expect(await store.notifications.claim("dead-notifier", 300, 1, [rec.id])).toEqual([rec.id]);
+    notifier = new Notifier({ store, source: ex, sweepIntervalMs: 50, backoffMs: 20 });
+    await waitFor(
+      "the delivery after the lease ran out",
+      () => receiver.on("/orphaned").length === 1,
+      20_000,
+    );
+    await waitFor(
+      "the row to be done",
+      async () => (await store.notifications.get(rec.id))?.state === "done",
+    );
+    expect(await store.notifications.get(rec.id)).toMatchObject({ attempts: 2 });
+  });
+
+  it("leaves a delivery cut short by close pending, for the next notifier", async () => {
+    const store = await stores.open();
+    const lp = await registerPlan(store, doubleFlow, {
+      name: "interrupted",
+      notifications: [{ phases: ["succeeded"], webhook: `${receiver.url}/flaky` }],
+    });
+    const { executor: ex, notifier: nt } = await start(store);
+    receiver.script.set("/flaky", [503, 503, 503]);
+    const rec = await launchFrom(ex, lp, 6);
+    await waitFor("the first try", () => receiver.on("/flaky").length >= 1, 20_000);
+    await nt.close();
+    notifier = undefined;
+    expect(await store.notifications.get(rec.id)).toMatchObject({ state: "pending" });
   });
 
   it("never holds the executor up: an execution ends while its webhook hangs", async () => {

@@ -10,9 +10,15 @@
  * errors, timeouts, 429 and 5xx; other 4xx answers are final. Deliveries run in the
  * background: the executor never waits for a webhook.
  *
- * Delivery is at most once per execution end on the replica where it ended: a replica
- * that dies before (or while) delivering does not hand the delivery over.
+ * Delivery is at least once. Every execution launched from a plan has a row in the store's
+ * notification outbox from the moment it is created; the notifier of the replica where it
+ * ends claims that row (with a lease), delivers, and marks it done. Every notifier also
+ * sweeps the outbox for ended executions whose row is still pending — their replica died
+ * before delivering, or while delivering and its lease ran out — and delivers those. A
+ * receiver may see a delivery twice (a replica died after the webhook answered and before
+ * the row was marked): `x-tern-delivery` is the same both times.
  */
+import { randomUUID } from "node:crypto";
 import type { Json, LaunchPlanSpec, Notification } from "@tern/core";
 import type { ExecutorLogger } from "../executor/logger.js";
 import { silentLogger } from "../executor/logger.js";
@@ -43,7 +49,16 @@ export interface NotifierOptions {
   /** The HTTP client (tests and proxies). @default globalThis.fetch */
   fetch?: typeof fetch;
   logger?: ExecutorLogger;
+  /** This notifier's name in the outbox. @default a fresh id */
+  owner?: string;
+  /** How long a claimed delivery stays this notifier's. @default 120000 (longer than every retry of a delivery) */
+  leaseTtlMs?: number;
+  /** How often to look for deliveries other notifiers left undone; 0: never. @default 5000 */
+  sweepIntervalMs?: number;
 }
+
+/** Deliveries one sweep takes on at most. */
+const SWEEP_BATCH = 20;
 
 export class Notifier {
   private readonly inFlight = new Set<Promise<void>>();
@@ -55,6 +70,10 @@ export class Notifier {
   private readonly fetch: typeof fetch;
   private readonly logger: ExecutorLogger;
   private readonly stop = new AbortController();
+  private readonly owner: string;
+  private readonly leaseTtlMs: number;
+  private readonly sweepTimer?: NodeJS.Timeout;
+  private sweeping?: Promise<void>;
 
   constructor(private readonly opts: NotifierOptions) {
     this.attempts = Math.max(1, opts.attempts ?? 4);
@@ -62,7 +81,36 @@ export class Notifier {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.fetch = opts.fetch ?? globalThis.fetch;
     this.logger = opts.logger ?? silentLogger;
+    this.owner = opts.owner ?? `notifier-${randomUUID()}`;
+    this.leaseTtlMs = opts.leaseTtlMs ?? 120_000;
     this.off = opts.source.onExecutionEnd((rec) => this.onEnd(rec));
+    const every = opts.sweepIntervalMs ?? 5000;
+    if (every > 0) {
+      this.sweepTimer = setInterval(() => void this.sweep(), every);
+      this.sweepTimer.unref();
+    }
+  }
+
+  /**
+   * Deliver what the outbox holds for ended executions nobody is delivering (their replica
+   * died): claimed, delivered, marked done. Runs every `sweepIntervalMs`; callable directly.
+   */
+  sweep(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.sweeping ??= (async () => {
+      try {
+        const ids = await this.opts.store.notifications.claim(this.owner, this.leaseTtlMs, SWEEP_BATCH);
+        for (const id of ids) {
+          const rec = await this.opts.store.executions.get(id, { spec: false });
+          if (rec) this.track(this.deliverAndMark(rec));
+        }
+      } catch (e) {
+        this.logger.warn({ err: (e as Error).message }, "notifications: sweeping the outbox failed");
+      } finally {
+        this.sweeping = undefined;
+      }
+    })();
+    return this.sweeping;
   }
 
   /** Resolves when every delivery started so far is done (delivered or given up). */
@@ -73,6 +121,7 @@ export class Notifier {
   /** Stop listening; deliveries in progress stop retrying. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.off();
     this.stop.abort();
     await this.idle();
@@ -80,17 +129,37 @@ export class Notifier {
 
   private onEnd(rec: ExecutionRecord): void {
     if (this.closed || !rec.launchPlan) return;
-    const p = this.notify(rec).catch((e) => {
-      this.logger.warn({ execution: rec.id, err: (e as Error).message }, "notifications: could not send");
-    });
-    this.inFlight.add(p);
-    void p.finally(() => this.inFlight.delete(p));
+    this.track(
+      (async () => {
+        // Ours to deliver unless another notifier's sweep got there first.
+        const [claimed] = await this.opts.store.notifications.claim(this.owner, this.leaseTtlMs, 1, [rec.id]);
+        if (claimed) await this.deliverAndMark(rec);
+      })(),
+      rec.id,
+    );
   }
 
-  /** Send the notifications of an ended execution that ask for its phase. */
-  async notify(rec: ExecutionRecord): Promise<void> {
+  private track(p: Promise<void>, execution?: string): void {
+    const q = p.catch((e) => {
+      this.logger.warn({ execution, err: (e as Error).message }, "notifications: could not send");
+    });
+    this.inFlight.add(q);
+    void q.finally(() => this.inFlight.delete(q));
+  }
+
+  /** Deliver a claimed execution's notifications, then mark its outbox row done (unless closing mid-way). */
+  private async deliverAndMark(rec: ExecutionRecord): Promise<void> {
+    // Closing stops retries: what was not settled stays pending for the next notifier.
+    if (await this.notify(rec)) await this.opts.store.notifications.done(rec.id, this.owner);
+  }
+
+  /**
+   * Send the notifications of an ended execution that ask for its phase. True when each
+   * was settled (delivered, or given up on), false when closing interrupted one.
+   */
+  async notify(rec: ExecutionRecord): Promise<boolean> {
     const lp = rec.launchPlan;
-    if (!lp) return;
+    if (!lp) return true;
     const plan = await this.opts.store.registry.get("launch_plan", {
       project: rec.project,
       domain: rec.domain,
@@ -109,15 +178,17 @@ export class Notifier {
       ...(rec.phase === "succeeded" && rec.outputs !== undefined ? { outputs: rec.outputs } : {}),
     };
     const text = JSON.stringify(body);
-    await Promise.all(
+    const settled = await Promise.all(
       notifications
         .map((n, i) => ({ n, i }))
         .filter(({ n }) => (n.phases as string[]).includes(rec.phase))
         .map(({ n, i }) => this.deliver(n.webhook, text, `${rec.id}:${rec.phase}:${i}`)),
     );
+    return settled.every(Boolean);
   }
 
-  private async deliver(url: string, body: string, delivery: string): Promise<void> {
+  /** POST one delivery, retrying; true once delivered or given up on, false when closing cut it short. */
+  private async deliver(url: string, body: string, delivery: string): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       let problem: string;
       let retry = true;
@@ -131,19 +202,20 @@ export class Notifier {
         await res.arrayBuffer().catch(() => undefined);
         if (res.ok) {
           this.logger.debug({ url: redact(url), delivery, attempt }, "notifications: delivered");
-          return;
+          return true;
         }
         problem = `HTTP ${res.status}`;
         retry = res.status === 429 || res.status >= 500;
       } catch (e) {
         problem = (e as Error).message;
       }
-      if (!retry || attempt >= this.attempts || this.closed) {
+      if (this.closed) return false;
+      if (!retry || attempt >= this.attempts) {
         this.logger.warn(
           { url: redact(url), delivery, attempt, problem },
           "notifications: giving up on a webhook",
         );
-        return;
+        return true;
       }
       const delay = this.backoffMs * 2 ** (attempt - 1) * (0.8 + 0.4 * Math.random());
       await new Promise<void>((r) => {

@@ -189,7 +189,24 @@ export class ExecutionRepository {
       lease_expires_at: input.owner !== undefined ? (input.leaseExpiresAt ?? null) : null,
     };
     try {
-      await this.ctx.db.insertInto("executions").values(row).execute();
+      if (row.launch_plan_name === null) await this.ctx.db.insertInto("executions").values(row).execute();
+      else {
+        // Its notifications are owed from the moment it exists (see NotificationOutbox).
+        await this.ctx.db.transaction().execute(async (trx) => {
+          await trx.insertInto("executions").values(row).execute();
+          await trx
+            .insertInto("notification_outbox")
+            .values({
+              execution: row.id,
+              state: "pending",
+              owner: null,
+              lease_expires_at: null,
+              attempts: 0,
+              updated_at: now,
+            })
+            .execute();
+        });
+      }
     } catch (e) {
       if (isUniqueViolation(e)) {
         throw storeError(StoreErrorCodes.CONFLICT, `execution ${input.id} already exists`, {

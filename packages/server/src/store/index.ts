@@ -38,6 +38,7 @@ export {
 } from "./executions.js";
 export { DEFAULT_DOMAINS, type MigrationReport, migrateToLatest, migrations } from "./migrations.js";
 export { type NodeExecutionRecord, NodeExecutionRepository, type NodeExecutionUpsert } from "./nodes.js";
+export { NotificationOutbox } from "./notifications.js";
 export { type ProjectRecord, ProjectRepository } from "./projects.js";
 export {
   type LaunchPlanDocument,

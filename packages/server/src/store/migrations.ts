@@ -214,9 +214,34 @@ const initial: Migration = {
   },
 };
 
+/** Notifications delivered at least once: an outbox row per launch plan execution. */
+const notificationOutbox: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable("notification_outbox")
+      .addColumn("execution", "text", (c) => c.primaryKey().references("executions.id").onDelete("cascade"))
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("owner", "text")
+      .addColumn("lease_expires_at", "bigint")
+      .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+      .addColumn("updated_at", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex("notification_outbox_pending")
+      .on("notification_outbox")
+      .columns(["updated_at"])
+      .where(sql.ref("state"), "=", "pending")
+      .execute();
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.dropTable("notification_outbox").ifExists().execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const migrations: Readonly<Record<string, Migration>> = {
   "0001_initial": initial,
+  "0002_notification_outbox": notificationOutbox,
 };
 
 /** Names of the tables that record applied migrations. */

@@ -149,6 +149,19 @@ export interface SignalsTable {
   created_at: EpochMs;
 }
 
+/** A launch plan execution whose notifications are still to be delivered (or being delivered). */
+export interface NotificationOutboxTable {
+  execution: string;
+  /** `pending` until every webhook of the plan got its delivery (or gave up), then `done`. */
+  state: string;
+  /** Replica delivering now, until `lease_expires_at`; another takes over after that. */
+  owner: string | null;
+  lease_expires_at: EpochMs | null;
+  /** Deliveries started (more than one: a replica died while delivering). */
+  attempts: number;
+  updated_at: EpochMs;
+}
+
 /** Every table of the store. */
 export interface Database {
   projects: ProjectsTable;
@@ -164,4 +177,5 @@ export interface Database {
   catalog_leases: CatalogLeasesTable;
   schedule_ticks: ScheduleTicksTable;
   signals: SignalsTable;
+  notification_outbox: NotificationOutboxTable;
 }

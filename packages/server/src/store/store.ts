@@ -10,6 +10,7 @@ import { type EventInput, EventRepository } from "./events.js";
 import { type ExecutionRecord, ExecutionRepository } from "./executions.js";
 import { type MigrationReport, migrateToLatest } from "./migrations.js";
 import { NodeExecutionRepository } from "./nodes.js";
+import { NotificationOutbox } from "./notifications.js";
 import { ProjectRepository } from "./projects.js";
 import { RegistryRepository } from "./registry.js";
 import { ScheduleRepository } from "./schedules.js";
@@ -40,6 +41,7 @@ export class Store {
   readonly catalog: SqlCatalog;
   readonly schedules: ScheduleRepository;
   readonly signals: SignalRepository;
+  readonly notifications: NotificationOutbox;
   readonly ctx: StoreContext;
 
   constructor(
@@ -55,6 +57,7 @@ export class Store {
     this.catalog = new SqlCatalog(this.ctx, opts.catalog);
     this.schedules = new ScheduleRepository(this.ctx);
     this.signals = new SignalRepository(this.ctx);
+    this.notifications = new NotificationOutbox(this.ctx);
   }
 
   /** Open the database at `url` (see {@link openDatabase}) and bring its schema up to date. */
