@@ -16,6 +16,7 @@ import Fastify, {
 } from "fastify";
 import type { ApiContext } from "./context.js";
 import { ApiErrorCodes, apiError, toErrorResponse } from "./errors.js";
+import { consoleRoutes } from "./routes/console.js";
 import { executionRoutes } from "./routes/executions.js";
 import { healthRoutes } from "./routes/health.js";
 import { projectRoutes } from "./routes/projects.js";
@@ -143,5 +144,6 @@ export async function buildApp(ctx: ApiContext, opts: BuildAppOptions = {}): Pro
   await app.register(registryRoutes(ctx), { prefix: "/api/v1" });
   await app.register(executionRoutes(ctx), { prefix: "/api/v1" });
   await app.register(watchRoutes(ctx), { prefix: "/api/v1" });
+  await app.register(consoleRoutes(ctx));
   return app;
 }

@@ -97,6 +97,52 @@ export function projectRoutes(ctx: ApiContext): FastifyPluginAsync {
     );
 
     app.get(
+      "/whoami",
+      {
+        config: { auth: { role: "viewer", scope: "any" } },
+        schema: {
+          summary: "Who the token is and what it may do: its grants (role per project and domain)",
+          description:
+            "The console asks this to show only what the token's role allows. `authRequired` is false on the open sandbox (every request runs as an anonymous admin).",
+          tags: ["projects"],
+          response: {
+            200: {
+              type: "object",
+              required: ["name", "anonymous", "authRequired", "grants"],
+              properties: {
+                name: { type: "string" },
+                anonymous: { type: "boolean" },
+                authRequired: { type: "boolean" },
+                grants: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    required: ["project", "domain", "role"],
+                    properties: {
+                      project: { type: "string" },
+                      domain: { type: "string" },
+                      role: { type: "string", enum: ["viewer", "runner", "admin"] },
+                    },
+                  },
+                },
+              },
+            },
+            ...errorResponses(),
+          },
+        },
+      },
+      async (req) => {
+        const p = req.principal!;
+        return {
+          name: p.name,
+          anonymous: p.anonymous,
+          authRequired: ctx.auth.enabled,
+          grants: p.grants.map((g) => ({ project: g.project, domain: g.domain, role: g.role })),
+        };
+      },
+    );
+
+    app.get(
       "/domains",
       {
         config: { auth: { role: "viewer", scope: "any" } },

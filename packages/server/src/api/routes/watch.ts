@@ -13,6 +13,33 @@ import { idParams, scopedExecution } from "./executions.js";
 
 type IdParams = { project: string; domain: string; id: string };
 
+/** A by-reference value (`t.file()`, `t.dir()`, `t.dataframe()`) found in a JSON value. */
+interface BlobRef {
+  kind: "file" | "dir" | "dataframe";
+  name?: string;
+}
+
+/** Every by-reference value with a `uri` inside `values`, by uri. */
+export function referencedBlobs(values: unknown[]): Map<string, BlobRef> {
+  const out = new Map<string, BlobRef>();
+  const stack: unknown[] = [...values];
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    const o = v as Record<string, unknown>;
+    const kind = o.$tern;
+    if ((kind === "file" || kind === "dir" || kind === "dataframe") && typeof o.uri === "string") {
+      out.set(o.uri, { kind, ...(typeof o.name === "string" ? { name: o.name } : {}) });
+    }
+    for (const x of Object.values(o)) stack.push(x);
+  }
+  return out;
+}
+
 export function watchRoutes(ctx: ApiContext): FastifyPluginAsync {
   return async (app) => {
     app.get<{ Params: IdParams; Querystring: { after?: number; limit?: number } }>(
@@ -117,6 +144,55 @@ export function watchRoutes(ctx: ApiContext): FastifyPluginAsync {
         const nodes = await ctx.store.nodes.list(req.params.id);
         // Plugin state is the plugin's own bookkeeping (job ids, handles): not part of the API.
         return { items: nodes.map(({ pluginState: _state, execution: _execution, ...n }) => n) };
+      },
+    );
+
+    app.get<{ Params: IdParams; Querystring: { uri: string } }>(
+      "/projects/:project/domains/:domain/executions/:id/blob",
+      {
+        config: { auth: { role: "viewer", scope: "path" } },
+        schema: {
+          summary:
+            "Download a file or dataframe value of an execution (its inputs, outputs or a node's outputs)",
+          description:
+            '`uri` is the `uri` of a `{ $tern: "file" | "dataframe" }` value of this execution; other blobs are a 404, so a token reads only what its executions hold.',
+          tags: ["watch"],
+          params: idParams,
+          querystring: {
+            type: "object",
+            required: ["uri"],
+            additionalProperties: false,
+            properties: { uri: { type: "string", minLength: 1, maxLength: 2000 } },
+          },
+          response: { 200: { description: "the bytes", type: "string" }, ...errorResponses() },
+        },
+      },
+      async (req, reply) => {
+        const rec = await scopedExecution(ctx, req.params, { spec: false });
+        const nodes = await ctx.store.nodes.list(rec.id);
+        const refs = referencedBlobs([rec.inputs, rec.outputs, ...nodes.map((n) => n.outputs)]);
+        const ref = refs.get(req.query.uri);
+        if (!ref) {
+          throw notFound(
+            `execution ${rec.id} has no file or dataframe value with uri "${req.query.uri.slice(0, 200)}"`,
+            "take the uri from a file value in the execution's inputs, outputs or node outputs",
+            { uri: req.query.uri.slice(0, 200) },
+          );
+        }
+        if (ref.kind === "dir") {
+          throw badRequest(
+            `"${req.query.uri.slice(0, 200)}" is a directory value`,
+            "download its files one by one",
+          );
+        }
+        const bytes = await ctx.blobs.get(req.query.uri);
+        const base = (ref.name ?? req.query.uri.split("/").pop() ?? "value").replace(/[^\w.@+-]/g, "_");
+        const name = ref.kind === "dataframe" && !base.includes(".") ? `${base}.jsonl` : base;
+        return reply
+          .type("application/octet-stream")
+          .header("content-disposition", `attachment; filename="${name}"`)
+          .header("x-content-type-options", "nosniff")
+          .send(Buffer.from(bytes));
       },
     );
 
