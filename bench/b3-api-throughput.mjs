@@ -12,13 +12,19 @@
  * Reported per concurrency: executions per second, and p50/p99 latency from
  * the create request to the end. Target ≥ 2,000/s on SQLite on 2 cores
  * (goal 5,000). With --profile the server's CPU profile is summarized
- * (self time by function) to show where the time goes.
+ * (self time by function) to show where the time goes. CPU time per execution is
+ * reported for the server and for this load generator, which share the 2 cores.
+ *
+ * The load generator speaks HTTP/1.1 over node:http with keep-alive (`--client http`,
+ * the default): it costs a third of the CPU of `fetch` (`--client fetch`, undici with
+ * WHATWG streams), which leaves that much more of the machine to the server.
  *
  *   pnpm build && node bench/b3-api-throughput.mjs [--seconds 15] [--concurrency 8,32,128]
- *       [--wait watch|poll] [--backend process|inline] [--workers 1] [--profile]
+ *       [--wait watch|poll] [--backend process|inline] [--workers 1] [--client http|fetch] [--profile]
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import { createRequire } from "node:module";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -38,6 +44,8 @@ const WAIT = opt("wait", "watch");
 const BACKEND = opt("backend", "process");
 const WORKERS = Number(opt("workers", 1));
 const PROFILE = args.includes("--profile");
+const CLIENT = opt("client", "http");
+if (CLIENT !== "http" && CLIENT !== "fetch") throw new Error(`--client must be http or fetch, not ${CLIENT}`);
 const TARGET = 2000;
 const GOAL = 5000;
 
@@ -126,8 +134,57 @@ const reg = await fetch(`${url}/api/v1/register`, {
 if (!reg.ok) throw new Error(`register failed: ${reg.status} ${await reg.text()}`);
 const version = compiled.workflow.id.version;
 
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+
+/** One request over the keep-alive agent; resolves with the status and the whole body as text. */
+function request(method, target, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      target,
+      {
+        method,
+        agent,
+        headers: body
+          ? { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+          : {},
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode, text }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** The end of an execution through its watch stream, read with node:http. */
+function waitWatchHttp(id) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${S}/executions/${id}/watch`, { agent }, (res) => {
+      let buf = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => {
+        buf += c;
+        const i = buf.indexOf("event: end\n");
+        if (i < 0) return;
+        const data = /data: (.*)\n/.exec(buf.slice(i))?.[1];
+        if (!data) return;
+        res.destroy(); // the stream ends with the execution: free the socket at once
+        resolve(JSON.parse(data).phase);
+      });
+      res.on("end", () => reject(new Error(`watch of ${id} closed without its end`)));
+    });
+    req.on("error", reject);
+  });
+}
+
 /** Wait for the end of an execution through its watch stream. */
 async function waitWatch(id) {
+  if (CLIENT === "http") return waitWatchHttp(id);
   const res = await fetch(`${S}/executions/${id}/watch`);
   const decoder = new TextDecoder();
   let buf = "";
@@ -153,15 +210,24 @@ async function waitPoll(id) {
   }
 }
 
-async function one(i) {
-  const t0 = performance.now();
+async function launch(i) {
+  const payload = JSON.stringify({ workflow: { name: "b3_one", version }, inputs: { i } });
+  if (CLIENT === "http") {
+    const r = await request("POST", `${S}/executions`, payload);
+    return { status: r.status, body: JSON.parse(r.text) };
+  }
   const r = await fetch(`${S}/executions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ workflow: { name: "b3_one", version }, inputs: { i } }),
+    body: payload,
   });
-  const body = await r.json();
-  if (r.status !== 201) throw new Error(`launch failed: ${r.status} ${JSON.stringify(body)}`);
+  return { status: r.status, body: await r.json() };
+}
+
+async function one(i) {
+  const t0 = performance.now();
+  const { status, body } = await launch(i);
+  if (status !== 201) throw new Error(`launch failed: ${status} ${JSON.stringify(body)}`);
   const phase = WAIT === "poll" ? await waitPoll(body.id) : await waitWatch(body.id);
   if (phase !== "succeeded") throw new Error(`execution ${body.id} ended ${phase}`);
   return performance.now() - t0;
@@ -303,6 +369,7 @@ const result = {
   goalPerSecond: GOAL,
   pass: best.perSecond >= TARGET,
   wait: WAIT,
+  client: CLIENT === "http" ? "node:http with keep-alive" : "fetch (undici)",
   backend: BACKEND,
   workers: WORKERS,
   runs,

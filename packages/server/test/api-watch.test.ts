@@ -197,6 +197,29 @@ describe("watch", () => {
     expect(rest.comments, JSON.stringify({ n: more.length, first: first.comments })).toBeGreaterThan(0);
   });
 
+  it("streams an execution driven here from the subscription alone: the store is read once, not polled", async () => {
+    const store = server.ctx.store;
+    const list = store.events.list.bind(store.events);
+    const reads: string[] = [];
+    store.events.list = (execution, ...rest) => {
+      reads.push(execution);
+      return list(execution, ...rest);
+    };
+    try {
+      const id = await launch({ workflow: { name: "slow" }, inputs: { ms: 1200 } });
+      const r = await readStream(`${server.url}${S}/executions/${id}/watch`);
+      const evs = events(r.messages);
+      // Every event, in order, without a gap (the "claimed by" marker included), then the end.
+      expect(evs.map((e) => e.seq)).toEqual(evs.map((_, i) => i + 1));
+      expect(evs.some((e) => !e.node && /^claimed by /.test(e.message ?? ""))).toBe(true);
+      expect(JSON.parse(r.messages.at(-1)!.data)).toEqual({ execution: id, phase: "succeeded" });
+      // Polls every 200 ms over 1.2 s would have read it 6 times or more.
+      expect(reads.filter((x) => x === id).length).toBeLessThanOrEqual(2);
+    } finally {
+      store.events.list = list;
+    }
+  });
+
   it("ends the stream of an execution terminated before it started (no events)", async () => {
     const apiOnly = await apiOnlyServer("api-only");
     try {

@@ -85,6 +85,18 @@ describe("replay", () => {
 });
 
 describe("NodeProjection", () => {
+  it("folds a batch seen again (a retried append) only once", () => {
+    seq = 0;
+    const p = new NodeProjection("x1");
+    const batch = [
+      ev({ node: "a", phase: "initializing", attempt: 1 }),
+      ev({ node: "a", phase: "retrying", attempt: 1, error: userError }),
+    ];
+    for (const e of batch) p.apply(e);
+    for (const e of batch) p.apply(e);
+    expect(p.take()).toMatchObject([{ nodeId: "a", phase: "retrying", userFailures: 1 }]);
+  });
+
   it("folds events into one row per node and hands out only the changed rows", () => {
     seq = 0;
     const p = new NodeProjection("x1");

@@ -22,6 +22,38 @@ async function execution(store: Store, id: string): Promise<void> {
 describe.each(BACKENDS)("store fencing and projection (%s)", (backend) => {
   const stores = useStores(backend);
 
+  it("writes the node rows of an append in its transaction: both or neither", async () => {
+    const store = await stores.open();
+    await execution(store, "e9");
+    await store.executions.claim("replica-a", 10_000, 1);
+    const row = (phase: string) => ({ execution: "e9", nodeId: "n1", phase, attempts: 1 });
+    await store.events.append(
+      "e9",
+      [
+        { seq: 1, at: 1, phase: "running" },
+        { seq: 2, at: 2, node: "n1", phase: "running", attempt: 1 },
+      ],
+      { owner: "replica-a", nodes: [row("running")] },
+    );
+    expect(await store.nodes.get("e9", "n1")).toMatchObject({ phase: "running", attempts: 1 });
+    // Refused (seq 2 is taken): the row's new phase is not written either.
+    await expect(
+      store.events.append("e9", [{ seq: 2, at: 3, node: "n1", phase: "succeeded" }], {
+        owner: "replica-a",
+        nodes: [row("succeeded")],
+      }),
+    ).rejects.toMatchObject({ code: "TERN_E_CONFLICT" });
+    // Refused by the fence: the same.
+    await expect(
+      store.events.append("e9", [{ seq: 3, at: 3, node: "n1", phase: "succeeded" }], {
+        owner: "replica-b",
+        nodes: [row("succeeded")],
+      }),
+    ).rejects.toMatchObject({ code: "TERN_E_CONFLICT", details: { reason: "lease" } });
+    expect((await store.nodes.get("e9", "n1"))?.phase).toBe("running");
+    expect(await store.events.lastSeq("e9")).toBe(2);
+  });
+
   it("appends events only for the replica that holds the execution", async () => {
     const clock = new FakeClock();
     const store = await stores.open({ now: clock.now });

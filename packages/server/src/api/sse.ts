@@ -9,9 +9,10 @@
  * `: heartbeat` comment every `heartbeatMs`.
  *
  * Live events come from `executor.subscribe` when the execution runs on this
- * replica; events appended by another replica (or ones emitted just before
- * the subscription) are picked up from the store, which is read again every
- * `watchPollMs` and whenever a gap shows in the live sequence.
+ * replica (with the events emitted before the subscription and not stored yet);
+ * the stored ones are read once at the start. While another replica drives the
+ * execution, the store is read again every `watchPollMs`, and whenever a gap
+ * shows in the live sequence.
  */
 import type { ServerResponse } from "node:http";
 import type { ExecutionEvent } from "@tern/core";
@@ -155,6 +156,8 @@ export function streamExecution(
     const schedulePoll = () => {
       if (ended) return;
       poll = setTimeout(() => {
+        // Driven here: the subscription sees every event, the store has nothing more.
+        if (!opts.terminal && ctx.executor.drives(execution)) return schedulePoll();
         void fill().finally(schedulePoll);
       }, pollDelay);
       pollDelay = Math.min(ctx.watchPollMs, pollDelay * 2);

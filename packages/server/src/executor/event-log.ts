@@ -12,7 +12,8 @@
  *   reports it lost, and the executor detaches it. Nothing is lost either way: the
  *   replica that holds the execution resumes it from what is stored.
  *
- * After each appended batch, the node projection of the nodes it touched is written.
+ * Each batch is appended together with the node rows it changes (the projection), in
+ * one transaction.
  */
 import { ErrorCodes, type ExecutionEvent, TernError } from "@tern/core";
 import type { Store } from "../store/store.js";
@@ -55,6 +56,11 @@ export class EventLog {
   /** Events queued and not yet stored. */
   get pending(): number {
     return this.queue.length;
+  }
+
+  /** The events queued and not yet stored, in order. */
+  queued(): readonly ExecutionEvent[] {
+    return this.queue.slice();
   }
 
   /** Queue an event; it is appended after every event queued before it. */
@@ -111,9 +117,13 @@ export class EventLog {
     let failures = 0;
     while (this.queue.length && !this.stopped) {
       const batch = this.queue.length <= MAX_BATCH ? this.queue.slice() : this.queue.slice(0, MAX_BATCH);
+      // Folding a batch twice (after a failed append) counts nothing twice: the projection skips seen seqs.
+      for (const e of batch) this.projection.apply(e);
+      const nodes = this.projection.take();
       try {
-        await this.opts.store.events.append(this.opts.execution, batch, { owner: this.opts.owner });
+        await this.opts.store.events.append(this.opts.execution, batch, { owner: this.opts.owner, nodes });
       } catch (e) {
+        this.projection.restore(nodes);
         if (this.stopped) return;
         if (e instanceof TernError && (e.code === ErrorCodes.CONFLICT || e.code === ErrorCodes.NOT_FOUND)) {
           this.lostError = e;
@@ -142,8 +152,6 @@ export class EventLog {
       failures = 0;
       // The batch is stored: only now does it leave the queue (nothing else removes from the front).
       this.queue.splice(0, batch.length);
-      for (const e of batch) this.projection.apply(e);
-      await this.writeProjection();
     }
     if (!this.stopped) await this.writeProjection();
   }

@@ -274,10 +274,29 @@ export class Executor {
     let set = this.listeners.get(id);
     if (!set) this.listeners.set(id, (set = new Set()));
     set.add(listener);
+    // Events emitted before now and not stored yet: with the store's, the listener misses none.
+    const run = this.runs.get(id);
+    if (run?.driving && run.log) {
+      for (const e of run.log.queued()) {
+        try {
+          listener(e);
+        } catch {
+          // a listener's failure is its own
+        }
+      }
+    }
     return () => {
       set.delete(listener);
       if (set.size === 0 && this.listeners.get(id) === set) this.listeners.delete(id);
     };
+  }
+
+  /**
+   * Whether this replica drives the execution now: then {@link subscribe} sees every event
+   * after those stored, and watchers need not read the store for more.
+   */
+  drives(id: string): boolean {
+    return this.runs.get(id)?.driving === true;
   }
 
   /** Called with the record of every execution that ends on this replica. */

@@ -12,11 +12,15 @@ const NODE_TERMINAL = new Set(["succeeded", "failed", "skipped", "aborted"]);
 export class NodeProjection {
   private readonly rows = new Map<string, NodeExecutionUpsert>();
   private dirty = new Set<string>();
+  /** Seq of the last event folded in: an event seen again (a retried batch) is not counted twice. */
+  private appliedSeq = 0;
 
   constructor(readonly execution: string) {}
 
   /** Fold one event in; `mark` (default) queues the node's row for the next write. */
   apply(e: ExecutionEvent, mark = true): void {
+    if (e.seq <= this.appliedSeq) return;
+    this.appliedSeq = e.seq;
     const id = e.node;
     if (!id) return;
     let r = this.rows.get(id);

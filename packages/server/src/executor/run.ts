@@ -99,6 +99,11 @@ export class ExecutionRun {
     return this.settled;
   }
 
+  /** Driving the execution now: its every event reaches this replica's listeners. */
+  get driving(): boolean {
+    return !this.settled && !this.detached && !this.log?.lost;
+  }
+
   /**
    * Stop driving the execution, leaving its work running. `flush` keeps writing the
    * events already queued (a clean shutdown, the lease is still ours); otherwise they
@@ -216,8 +221,9 @@ export class ExecutionRun {
     }
     const reuse = await this.reuseMap(state);
     let seq = state.lastSeq;
-    // Who drives the execution from here, in its own history: each owner change is visible.
-    log.push({
+    // Who drives the execution from here, in its own history: each owner change is visible
+    // (to live watchers too).
+    this.onEvent({
       seq: ++seq,
       at: Date.now(),
       execution: this.id,
@@ -320,7 +326,7 @@ export class ExecutionRun {
   /** An execution terminated while no replica ran it: close its log and record it aborted. */
   private async endAborted(lastSeq: number, message: string): Promise<void> {
     const error: ErrorDocument = { code: ErrorCodes.ABORTED, kind: "user", message };
-    this.log!.push({ seq: lastSeq + 1, at: Date.now(), execution: this.id, phase: "aborted", error });
+    this.onEvent({ seq: lastSeq + 1, at: Date.now(), execution: this.id, phase: "aborted", error });
     await this.log!.drain();
     if (this.log!.lost) return;
     await this.finish({ phase: "aborted", error });

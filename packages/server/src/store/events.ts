@@ -7,6 +7,7 @@
 import type { ExecutionEvent } from "@tern/core";
 import { chunks, fromJson, type StoreContext, toJson } from "./codec.js";
 import { isForeignKeyViolation, isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
+import { type NodeExecutionUpsert, upsertNodeRows } from "./nodes.js";
 import type { EventsTable } from "./schema.js";
 
 /** An event as appended: `execution` is implied by the call. */
@@ -27,11 +28,15 @@ export class EventRepository {
    * execution, so a replica that lost its lease cannot write into the history of the
    * one that took over. On PostgreSQL the execution row is share-locked for the
    * transaction, so a concurrent claim waits for (or skips) it.
+   *
+   * With `nodes`, those node rows (the projection of these events) are written in the
+   * same transaction: the API never sees events without their rows, and one commit
+   * serves both.
    */
   async append(
     execution: string,
     events: readonly EventInput[],
-    opts: { owner?: string } = {},
+    opts: { owner?: string; nodes?: readonly NodeExecutionUpsert[] } = {},
   ): Promise<void> {
     if (events.length === 0) return;
     for (let i = 1; i < events.length; i++) {
@@ -54,8 +59,20 @@ export class EventRepository {
     }));
     try {
       await this.ctx.db.transaction().execute(async (trx) => {
+        let lastSeq: number;
         if (opts.owner !== undefined) {
-          let q = trx.selectFrom("executions").select("owner").where("id", "=", execution);
+          // The fence and the last seq in one statement.
+          let q = trx
+            .selectFrom("executions")
+            .select((eb) => [
+              "owner",
+              eb
+                .selectFrom("events")
+                .select((e) => e.fn.max("seq").as("m"))
+                .where("events.execution", "=", execution)
+                .as("last_seq"),
+            ])
+            .where("id", "=", execution);
           if (this.ctx.dialect === "postgres") q = q.forShare();
           const row = await q.executeTakeFirst();
           if (!row) {
@@ -64,16 +81,19 @@ export class EventRepository {
             });
           }
           if (row.owner !== opts.owner) throw this.leaseLost(execution, opts.owner, row.owner);
+          lastSeq = row.last_seq == null ? 0 : Number(row.last_seq);
+        } else {
+          const last = await trx
+            .selectFrom("events")
+            .select((eb) => eb.fn.max("seq").as("seq"))
+            .where("execution", "=", execution)
+            .executeTakeFirst();
+          lastSeq = last?.seq == null ? 0 : Number(last.seq);
         }
-        const last = await trx
-          .selectFrom("events")
-          .select((eb) => eb.fn.max("seq").as("seq"))
-          .where("execution", "=", execution)
-          .executeTakeFirst();
-        const lastSeq = last?.seq == null ? 0 : Number(last.seq);
         if (events[0].seq !== lastSeq + 1) throw this.outOfOrder(execution, events[0].seq, lastSeq);
         for (const batch of chunks(rows, ROWS_PER_INSERT))
           await trx.insertInto("events").values(batch).execute();
+        if (opts.nodes?.length) await upsertNodeRows(trx, opts.nodes, this.ctx.now());
       });
     } catch (e) {
       // Two writers read the same last seq; the primary key lets only one through.

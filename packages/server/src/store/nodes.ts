@@ -4,6 +4,7 @@
  * work through `plugin` + `pluginState`) and never reruns a succeeded node.
  */
 import type { ErrorDocument, Json } from "@tern/core";
+import type { Kysely } from "kysely";
 import {
   chunks,
   definedOnly,
@@ -15,7 +16,7 @@ import {
   toJsonPatch,
 } from "./codec.js";
 import { isForeignKeyViolation, StoreErrorCodes, storeError } from "./errors.js";
-import type { NodeExecutionsTable } from "./schema.js";
+import type { Database, NodeExecutionsTable } from "./schema.js";
 
 export interface NodeExecutionRecord {
   execution: string;
@@ -146,54 +147,8 @@ export class NodeExecutionRepository {
    */
   async putMany(rows: readonly NodeExecutionUpsert[]): Promise<void> {
     if (rows.length === 0) return;
-    const now = this.ctx.now();
-    const full: NodeExecutionsTable[] = rows.map((r) => ({
-      execution: r.execution,
-      node_id: r.nodeId,
-      phase: r.phase,
-      attempts: r.attempts ?? 0,
-      user_failures: r.userFailures ?? 0,
-      system_failures: r.systemFailures ?? 0,
-      cached: toIntBool(r.cached ?? false),
-      recovered: toIntBool(r.recovered ?? false),
-      // A node whose output is JSON null stores "null"; no outputs store SQL NULL.
-      outputs:
-        r.outputs === undefined || (r.outputs === null && r.phase !== "succeeded")
-          ? null
-          : JSON.stringify(r.outputs),
-      error: toJsonPatch(r.error) ?? null,
-      plugin: r.plugin ?? null,
-      plugin_state: toJsonPatch(r.pluginState) ?? null,
-      started_at: r.startedAt ?? null,
-      ended_at: r.endedAt ?? null,
-      updated_at: now,
-    }));
     try {
-      await this.ctx.db.transaction().execute(async (trx) => {
-        for (const batch of chunks(full, 500)) {
-          await trx
-            .insertInto("node_executions")
-            .values(batch)
-            .onConflict((oc) =>
-              oc.columns(["execution", "node_id"]).doUpdateSet((eb) => ({
-                phase: eb.ref("excluded.phase"),
-                attempts: eb.ref("excluded.attempts"),
-                user_failures: eb.ref("excluded.user_failures"),
-                system_failures: eb.ref("excluded.system_failures"),
-                cached: eb.ref("excluded.cached"),
-                recovered: eb.ref("excluded.recovered"),
-                outputs: eb.ref("excluded.outputs"),
-                error: eb.ref("excluded.error"),
-                plugin: eb.ref("excluded.plugin"),
-                plugin_state: eb.ref("excluded.plugin_state"),
-                started_at: eb.ref("excluded.started_at"),
-                ended_at: eb.ref("excluded.ended_at"),
-                updated_at: eb.ref("excluded.updated_at"),
-              })),
-            )
-            .execute();
-        }
-      });
+      await this.ctx.db.transaction().execute((trx) => upsertNodeRows(trx, rows, this.ctx.now()));
     } catch (e) {
       if (isForeignKeyViolation(e)) {
         throw storeError(StoreErrorCodes.NOT_FOUND, "a node row names an execution that does not exist", {
@@ -223,5 +178,57 @@ export class NodeExecutionRepository {
       .orderBy("node_id")
       .execute();
     return rows.map(toRecord);
+  }
+}
+
+/** Replace the stored rows of `rows`' nodes, in statements of 500 rows (inside the caller's transaction). */
+export async function upsertNodeRows(
+  db: Kysely<Database>,
+  rows: readonly NodeExecutionUpsert[],
+  now: number,
+): Promise<void> {
+  const full: NodeExecutionsTable[] = rows.map((r) => ({
+    execution: r.execution,
+    node_id: r.nodeId,
+    phase: r.phase,
+    attempts: r.attempts ?? 0,
+    user_failures: r.userFailures ?? 0,
+    system_failures: r.systemFailures ?? 0,
+    cached: toIntBool(r.cached ?? false),
+    recovered: toIntBool(r.recovered ?? false),
+    // A node whose output is JSON null stores "null"; no outputs store SQL NULL.
+    outputs:
+      r.outputs === undefined || (r.outputs === null && r.phase !== "succeeded")
+        ? null
+        : JSON.stringify(r.outputs),
+    error: toJsonPatch(r.error) ?? null,
+    plugin: r.plugin ?? null,
+    plugin_state: toJsonPatch(r.pluginState) ?? null,
+    started_at: r.startedAt ?? null,
+    ended_at: r.endedAt ?? null,
+    updated_at: now,
+  }));
+  for (const batch of chunks(full, 500)) {
+    await db
+      .insertInto("node_executions")
+      .values(batch)
+      .onConflict((oc) =>
+        oc.columns(["execution", "node_id"]).doUpdateSet((eb) => ({
+          phase: eb.ref("excluded.phase"),
+          attempts: eb.ref("excluded.attempts"),
+          user_failures: eb.ref("excluded.user_failures"),
+          system_failures: eb.ref("excluded.system_failures"),
+          cached: eb.ref("excluded.cached"),
+          recovered: eb.ref("excluded.recovered"),
+          outputs: eb.ref("excluded.outputs"),
+          error: eb.ref("excluded.error"),
+          plugin: eb.ref("excluded.plugin"),
+          plugin_state: eb.ref("excluded.plugin_state"),
+          started_at: eb.ref("excluded.started_at"),
+          ended_at: eb.ref("excluded.ended_at"),
+          updated_at: eb.ref("excluded.updated_at"),
+        })),
+      )
+      .execute();
   }
 }
