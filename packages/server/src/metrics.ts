@@ -151,6 +151,18 @@ export class Metrics {
         // metrics never fail a write
       }
     };
+    const appendMany = events.appendMany.bind(events);
+    events.appendMany = async (...args: Parameters<typeof appendMany>) => {
+      const errors = await appendMany(...args);
+      try {
+        args[0].forEach((it, i) => {
+          if (!errors[i]) this.observeEvents(it.execution, it.events);
+        });
+      } catch {
+        // metrics never fail a write
+      }
+      return errors;
+    };
   }
 
   /** The exposition text and its content type. */

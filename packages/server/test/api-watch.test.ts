@@ -213,6 +213,8 @@ describe("watch", () => {
       expect(evs.map((e) => e.seq)).toEqual(evs.map((_, i) => i + 1));
       expect(evs.some((e) => !e.node && /^claimed by /.test(e.message ?? ""))).toBe(true);
       expect(JSON.parse(r.messages.at(-1)!.data)).toEqual({ execution: id, phase: "succeeded" });
+      // `end` comes once the record is final: read right after it, it has the outputs.
+      expect(await record(id)).toMatchObject({ phase: "succeeded", outputs: 1200 });
       // Polls every 200 ms over 1.2 s would have read it 6 times or more.
       expect(reads.filter((x) => x === id).length).toBeLessThanOrEqual(2);
     } finally {

@@ -22,6 +22,55 @@ async function execution(store: Store, id: string): Promise<void> {
 describe.each(BACKENDS)("store fencing and projection (%s)", (backend) => {
   const stores = useStores(backend);
 
+  it("appends many executions' batches in one transaction, refusing each bad one on its own", async () => {
+    const store = await stores.open();
+    for (const id of ["g1", "g2", "g3"]) await execution(store, id);
+    await store.executions.claim("replica-a", 10_000, 3);
+    // g2 belongs to another replica now.
+    await store.executions.release("g2", "replica-a");
+    await store.executions.claim("replica-b", 10_000, 1);
+    const row = (execution: string) => ({ execution, nodeId: "n", phase: "running", attempts: 1 });
+    const errors = await store.events.appendMany([
+      {
+        execution: "g1",
+        owner: "replica-a",
+        events: [{ seq: 1, at: 1, phase: "running" }],
+        nodes: [row("g1")],
+      },
+      {
+        execution: "g2",
+        owner: "replica-a",
+        events: [{ seq: 1, at: 1, phase: "running" }],
+        nodes: [row("g2")],
+      },
+      { execution: "nope", owner: "replica-a", events: [{ seq: 1, at: 1, phase: "running" }] },
+      { execution: "g3", owner: "replica-a", events: [{ seq: 2, at: 1, phase: "running" }] },
+      // A second batch of g1 in the same write continues the first.
+      { execution: "g1", owner: "replica-a", events: [{ seq: 2, at: 2, node: "n", phase: "running" }] },
+      {
+        execution: "g3",
+        owner: "replica-a",
+        events: [
+          { seq: 1, at: 1, phase: "running" },
+          { seq: 3, at: 1, phase: "x" },
+        ],
+      },
+    ]);
+    expect(errors.map((e) => (e ? [e.code, e.details?.reason ?? null] : null))).toEqual([
+      null,
+      ["TERN_E_CONFLICT", "lease"],
+      ["TERN_E_NOT_FOUND", null],
+      ["TERN_E_CONFLICT", null],
+      null,
+      ["TERN_E_CONFLICT", null],
+    ]);
+    expect((await store.events.list("g1")).map((e) => e.seq)).toEqual([1, 2]);
+    expect(await store.events.list("g2")).toEqual([]);
+    expect(await store.events.list("g3")).toEqual([]);
+    expect(await store.nodes.get("g1", "n")).toMatchObject({ phase: "running" });
+    expect(await store.nodes.get("g2", "n")).toBeUndefined();
+  });
+
   it("writes the node rows of an append in its transaction: both or neither", async () => {
     const store = await stores.open();
     await execution(store, "e9");

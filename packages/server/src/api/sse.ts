@@ -100,10 +100,27 @@ export function streamExecution(
         wait = write(`id: ${e.seq}\ndata: ${JSON.stringify(publicEvent(e))}\n\n`) ?? wait;
         if (isEnd(e)) {
           endPhase = e.phase;
-          finish(e.phase);
+          void settleEnd();
         }
       }
       return wait;
+    };
+
+    /**
+     * The outcome event went out; `end` follows once the record says so too, so a client
+     * that reads the execution on `end` finds its outputs (the record is written just after
+     * the last events are stored).
+     */
+    const settleEnd = async () => {
+      for (let delay = 5; !ended; delay = Math.min(ctx.watchPollMs, delay * 2)) {
+        try {
+          const rec = await ctx.store.executions.get(execution, { spec: false });
+          if (!rec || TERMINAL_PHASES.has(rec.phase)) return finish(rec?.phase ?? endPhase);
+        } catch {
+          // the store hiccuped: try again
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
     };
 
     /** Read the store after the last sent event; end if the execution is over and nothing is left. */

@@ -19,6 +19,7 @@ import { ErrorCodes, type ExecutionEvent, TernError } from "@tern/core";
 import type { Store } from "../store/store.js";
 import type { ExecutorLogger } from "./logger.js";
 import { NodeProjection } from "./projection.js";
+import type { EventWriter } from "./writer.js";
 
 /** Events per append (one transaction). */
 const MAX_BATCH = 2000;
@@ -33,6 +34,8 @@ export interface EventLogOptions {
   logger: ExecutorLogger;
   /** The log was refused by the store: the execution belongs to another replica. */
   onLost: (error: TernError) => void;
+  /** Group commit shared by the executor's logs; without it each batch is its own transaction. */
+  writer?: EventWriter;
 }
 
 export class EventLog {
@@ -121,7 +124,9 @@ export class EventLog {
       for (const e of batch) this.projection.apply(e);
       const nodes = this.projection.take();
       try {
-        await this.opts.store.events.append(this.opts.execution, batch, { owner: this.opts.owner, nodes });
+        const { store, writer, execution, owner } = this.opts;
+        if (writer) await writer.append({ execution, events: batch, owner, nodes });
+        else await store.events.append(execution, batch, { owner, nodes });
       } catch (e) {
         this.projection.restore(nodes);
         if (this.stopped) return;

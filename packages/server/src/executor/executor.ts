@@ -49,6 +49,7 @@ export { bundleKey } from "./bundles.js";
 import { type ExecutorLogger, silentLogger } from "./logger.js";
 import { defaultOwner, isDeadLocalOwner } from "./owner.js";
 import { ExecutionRun, type ExecutorActivity, logKey, type RunHost } from "./run.js";
+import { EventWriter } from "./writer.js";
 
 export interface ExecutorOptions {
   store: Store;
@@ -146,6 +147,7 @@ export class Executor {
       workDir: opts.workDir,
       engine: local.engine,
       logger: this.logger,
+      writer: new EventWriter(opts.store),
       listeners: (id) => this.listeners.get(id),
       activity: (a) => opts.onActivity?.({ ...a, owner: this.owner, at: Date.now() }),
       ended: (rec) => {

@@ -10,3 +10,4 @@ export { type ExecutorLogger, silentLogger } from "./logger.js";
 export { NodeProjection } from "./projection.js";
 export { type Replayed, replay } from "./replay.js";
 export { type ExecutorActivity, logKey, readAllEvents, type StoredSpec } from "./run.js";
+export { EventWriter } from "./writer.js";

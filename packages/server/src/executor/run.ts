@@ -28,6 +28,7 @@ import { materializeBundles } from "./bundles.js";
 import { EventLog } from "./event-log.js";
 import type { ExecutorLogger } from "./logger.js";
 import { type Replayed, replay } from "./replay.js";
+import type { EventWriter } from "./writer.js";
 
 /** The spec document stored with an execution. */
 export interface StoredSpec {
@@ -51,6 +52,8 @@ export interface RunHost {
   readonly workDir: string;
   readonly engine: Engine;
   readonly logger: ExecutorLogger;
+  /** Group commit of every run's event batches. */
+  readonly writer: EventWriter;
   /** Live listeners of an execution's events. */
   listeners(execution: string): Iterable<(e: ExecutionEvent) => void> | undefined;
   activity(a: Omit<ExecutorActivity, "owner" | "at">): void;
@@ -183,6 +186,7 @@ export class ExecutionRun {
       owner,
       logger: host.logger,
       onLost: (e) => this.detach(`lease lost: ${e.message}`, false),
+      writer: host.writer,
     });
     this.log = log;
     if (stored.length) {

@@ -4,7 +4,7 @@
  * stream exactly (first seq = last stored seq + 1, then consecutive), so a
  * duplicate or a gap is refused instead of silently reordering history.
  */
-import type { ExecutionEvent } from "@tern/core";
+import type { ExecutionEvent, TernError } from "@tern/core";
 import { chunks, fromJson, type StoreContext, toJson } from "./codec.js";
 import { isForeignKeyViolation, isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
 import { type NodeExecutionUpsert, upsertNodeRows } from "./nodes.js";
@@ -12,6 +12,28 @@ import type { EventsTable } from "./schema.js";
 
 /** An event as appended: `execution` is implied by the call. */
 export type EventInput = Omit<ExecutionEvent, "execution"> & { execution?: string };
+
+/** One execution's batch in {@link EventRepository.appendMany}. */
+export interface AppendItem {
+  execution: string;
+  events: readonly EventInput[];
+  /** The replica that must hold the execution. */
+  owner: string;
+  /** Node rows written with the events. */
+  nodes?: readonly NodeExecutionUpsert[];
+}
+
+function eventRows(execution: string, events: readonly EventInput[]): EventsTable[] {
+  return events.map((e) => ({
+    execution,
+    seq: e.seq,
+    at: e.at,
+    node_id: e.node ?? null,
+    phase: e.phase,
+    attempt: e.attempt ?? null,
+    body: toJson({ ...e, execution }),
+  }));
+}
 
 const ROWS_PER_INSERT = 500;
 
@@ -39,24 +61,9 @@ export class EventRepository {
     opts: { owner?: string; nodes?: readonly NodeExecutionUpsert[] } = {},
   ): Promise<void> {
     if (events.length === 0) return;
-    for (let i = 1; i < events.length; i++) {
-      if (events[i].seq !== events[i - 1].seq + 1) {
-        throw storeError(
-          StoreErrorCodes.CONFLICT,
-          `events for ${execution} are not consecutive: seq ${events[i].seq} follows ${events[i - 1].seq}`,
-          { kind: "system", details: { execution, seqs: events.map((e) => e.seq) } },
-        );
-      }
-    }
-    const rows: EventsTable[] = events.map((e) => ({
-      execution,
-      seq: e.seq,
-      at: e.at,
-      node_id: e.node ?? null,
-      phase: e.phase,
-      attempt: e.attempt ?? null,
-      body: toJson({ ...e, execution }),
-    }));
+    const bad = this.checkConsecutive(execution, events);
+    if (bad) throw bad;
+    const rows = eventRows(execution, events);
     try {
       await this.ctx.db.transaction().execute(async (trx) => {
         let lastSeq: number;
@@ -106,6 +113,86 @@ export class EventRepository {
       }
       throw e;
     }
+  }
+
+  /**
+   * Append the batches of several executions in one transaction (group commit), each
+   * fenced by its owner like {@link append}. Returns, per item, the error that refused it
+   * (`TERN_E_CONFLICT` or `TERN_E_NOT_FOUND`, as `append` would throw) or undefined when it
+   * was stored; refused items write nothing, the others are stored together. Throws when
+   * the transaction itself fails (then nothing was written).
+   */
+  async appendMany(items: readonly AppendItem[]): Promise<(TernError | undefined)[]> {
+    const result: (TernError | undefined)[] = items.map((it) =>
+      this.checkConsecutive(it.execution, it.events),
+    );
+    const ids = [...new Set(items.filter((_, i) => !result[i]).map((it) => it.execution))];
+    if (ids.length === 0) return result;
+    const now = this.ctx.now();
+    await this.ctx.db.transaction().execute(async (trx) => {
+      let q = trx
+        .selectFrom("executions")
+        .select((eb) => [
+          "id",
+          "owner",
+          eb
+            .selectFrom("events")
+            .select((e) => e.fn.max("seq").as("m"))
+            .whereRef("events.execution", "=", "executions.id")
+            .as("last_seq"),
+        ])
+        .where("id", "in", ids);
+      if (this.ctx.dialect === "postgres") q = q.forShare();
+      const found = new Map((await q.execute()).map((r) => [r.id, r]));
+      const rows: EventsTable[] = [];
+      const nodes: NodeExecutionUpsert[] = [];
+      const next = new Map<string, number>();
+      items.forEach((it, i) => {
+        if (result[i]) return;
+        const row = found.get(it.execution);
+        if (!row) {
+          result[i] = storeError(StoreErrorCodes.NOT_FOUND, `execution ${it.execution} does not exist`, {
+            details: { execution: it.execution },
+          });
+          return;
+        }
+        if (row.owner !== it.owner) {
+          result[i] = this.leaseLost(it.execution, it.owner, row.owner);
+          return;
+        }
+        const lastSeq = next.get(it.execution) ?? (row.last_seq == null ? 0 : Number(row.last_seq));
+        if (it.events[0].seq !== lastSeq + 1) {
+          result[i] = this.outOfOrder(it.execution, it.events[0].seq, lastSeq);
+          return;
+        }
+        next.set(it.execution, it.events[it.events.length - 1].seq);
+        rows.push(...eventRows(it.execution, it.events));
+        if (it.nodes) nodes.push(...it.nodes);
+      });
+      for (const batch of chunks(rows, ROWS_PER_INSERT))
+        await trx.insertInto("events").values(batch).execute();
+      if (nodes.length) await upsertNodeRows(trx, nodes, now);
+    });
+    return result;
+  }
+
+  private checkConsecutive(execution: string, events: readonly EventInput[]): TernError | undefined {
+    if (events.length === 0) {
+      return storeError(StoreErrorCodes.CONFLICT, `an append to ${execution} has no events`, {
+        kind: "system",
+        details: { execution },
+      });
+    }
+    for (let i = 1; i < events.length; i++) {
+      if (events[i].seq !== events[i - 1].seq + 1) {
+        return storeError(
+          StoreErrorCodes.CONFLICT,
+          `events for ${execution} are not consecutive: seq ${events[i].seq} follows ${events[i - 1].seq}`,
+          { kind: "system", details: { execution, seqs: events.map((e) => e.seq) } },
+        );
+      }
+    }
+    return undefined;
   }
 
   /** Events after `afterSeq` (exclusive), in order. */

@@ -26,7 +26,7 @@ export {
   StoreErrorCodes,
   storeError,
 } from "./errors.js";
-export { type EventInput, EventRepository } from "./events.js";
+export { type AppendItem, type EventInput, EventRepository } from "./events.js";
 export {
   ACTIVE_EXECUTION_PHASES,
   type ExecutionFilter,
