@@ -1,5 +1,6 @@
 /**
- * Creating an attempt's object (a pod or an MPIJob) on a cluster, shared by both plugins:
+ * Creating an attempt's object (a pod, an MPIJob, a SparkApplication, a RayJob) on a
+ * cluster, shared by every plugin that runs on Kubernetes:
  * routing, retries of throttled or failing API calls, adoption of an object that already
  * exists under the attempt's name (409 → GET → same attempt id → adopt), and failover to
  * the next eligible healthy cluster when one refuses the request outright.
@@ -29,10 +30,28 @@ export interface Launched {
   failover?: Failover[];
 }
 
-function launchError(e: unknown, ctx: TaskContext, what: string, cluster: string): TernError {
+function launchError(
+  e: unknown,
+  ctx: TaskContext,
+  res: ResourceRef,
+  what: string,
+  cluster: string,
+): TernError {
   if (e instanceof TernError) return e;
   if (e instanceof K8sApiError) {
     const details = { task: ctx.task.id.name, cluster, status: e.status, reason: e.reason };
+    if (e.status === 404 && res.group) {
+      // A custom resource the cluster does not know: its operator is not installed.
+      return new TernError(
+        ErrorCodes.CONFIG,
+        `cluster "${cluster}" does not serve ${res.plural}.${res.group}/${res.version}: ${e.message}`,
+        {
+          kind: "system",
+          hint: `install the operator that provides ${what} (its CRDs) on the cluster`,
+          details,
+        },
+      );
+    }
     if (e.status === 422 || e.status === 400) {
       return new TernError(
         ErrorCodes.SPEC_INVALID,
@@ -137,7 +156,7 @@ export async function launchObject(
         failover.push({ from: c.name, to: next.name, reason: e.message });
         continue;
       }
-      throw launchError(e, ctx, what, c.name);
+      throw launchError(e, ctx, res, what, c.name);
     }
   }
   // route() never returns an empty list.

@@ -31,18 +31,18 @@ import {
   ANNOTATIONS,
   ClusterPool,
   isApiError,
-  K8sApiError,
   type K8sObject,
   LABELS,
   labelValue,
+  launchObject,
   type ResolvedK8sOptions,
   type ResourceRef,
+  withRetry,
 } from "@tern/plugin-k8s";
 import { checkRayTask, type RayNodeConfig } from "./config.js";
 import { readErrorDocument } from "./job-plugin.js";
 import { rayJobName } from "./names.js";
 import { RAY_OPTIONS, type ResolvedRayOptions } from "./options.js";
-import { withRetry } from "./retry.js";
 
 /** KubeRay's RayJob resource. */
 export const RAYJOBS: ResourceRef = { group: "ray.io", version: "v1", plural: "rayjobs" };
@@ -310,87 +310,13 @@ export class KubeRayPlugin implements BackendPlugin<KubeRayState> {
   private async create(ctx: TaskContext): Promise<KubeRayState> {
     checkRayTask(ctx.task, "kuberay");
     const name = rayJobName(ctx.attempt.id);
-    const candidates = await this.clusters.route(ctx);
-    const failover: NonNullable<KubeRayState["failover"]> = [];
-    const transient = (e: unknown) => e instanceof K8sApiError && e.transient;
-    for (let i = 0; i < candidates.length; i++) {
-      const c = candidates[i];
-      try {
-        const api = await this.clusters.api(c.name);
-        // Watch before creating, so the RayJob's first events are not missed.
-        const cache = await this.clusters.cache(c.name, c.namespace, RAYJOBS);
-        const body = await this.build(ctx, name, c.namespace);
-        let obj: K8sObject;
-        try {
-          obj = await withRetry(
-            () => api.create(RAYJOBS, c.namespace, body),
-            transient,
-            this.options.apiRetry,
-            {
-              signal: ctx.signal,
-            },
-          );
-        } catch (e) {
-          if (!isApiError(e, 409)) throw e;
-          obj = await withRetry(() => api.get(RAYJOBS, c.namespace, name), transient, this.options.apiRetry);
-          if (obj.metadata.annotations?.[ANNOTATIONS.attemptId] !== ctx.attempt.id) {
-            throw new TernError(
-              ErrorCodes.CONFLICT,
-              `a RayJob named "${name}" already exists on cluster "${c.name}" and was not made for attempt ${ctx.attempt.id}`,
-              {
-                kind: "system",
-                hint: `delete it (kubectl -n ${c.namespace} delete rayjob ${name}) if it is left over from elsewhere`,
-                details: { cluster: c.name, namespace: c.namespace, name },
-              },
-            );
-          }
-          ctx.logger.info(`adopted the existing RayJob ${c.namespace}/${name} on cluster ${c.name}`);
-        }
-        cache.prime(obj);
-        const state: KubeRayState = { cluster: c.name, namespace: c.namespace, rayjob: name };
-        if (obj.metadata.uid) state.uid = obj.metadata.uid;
-        if (failover.length) state.failover = failover;
-        return state;
-      } catch (e) {
-        const next = candidates[i + 1];
-        if (e instanceof K8sApiError && e.notApplied && next) {
-          this.clusters.markUnhealthy(c.name, e.message);
-          ctx.logger.warn(`failover: cluster ${c.name} → ${next.name}: ${e.message}`);
-          failover.push({ from: c.name, to: next.name, reason: e.message });
-          continue;
-        }
-        throw this.launchError(ctx, e, c.name);
-      }
-    }
-    throw new TernError(ErrorCodes.SYSTEM, `no cluster could run task "${ctx.task.id.name}"`, {
-      kind: "system",
-    });
-  }
-
-  private launchError(ctx: TaskContext, e: unknown, cluster: string): TernError {
-    if (e instanceof TernError) return e;
-    const details = { task: ctx.task.id.name, cluster };
-    if (e instanceof K8sApiError && (e.status === 400 || e.status === 422))
-      return new TernError(
-        ErrorCodes.SPEC_INVALID,
-        `cluster "${cluster}" rejected the RayJob of task "${ctx.task.id.name}": ${e.message}`,
-        {
-          kind: "user",
-          hint: "fix the field the API server names",
-          details: { ...details, status: e.status },
-        },
-      );
-    if (e instanceof K8sApiError && e.status === 404)
-      return new TernError(
-        ErrorCodes.CONFIG,
-        `cluster "${cluster}" does not serve rayjobs.ray.io/v1: ${e.message}`,
-        { kind: "system", hint: "install the KubeRay operator (its CRDs) on the cluster", details },
-      );
-    return new TernError(
-      ErrorCodes.SYSTEM,
-      `could not create the RayJob of task "${ctx.task.id.name}" on cluster "${cluster}": ${(e as Error)?.message ?? e}`,
-      { kind: "system", hint: "the attempt is retried as a system error", details },
+    const out = await launchObject(this.clusters, ctx, RAYJOBS, "RayJob", name, (ns) =>
+      this.build(ctx, name, ns),
     );
+    const state: KubeRayState = { cluster: out.cluster, namespace: out.namespace, rayjob: out.name };
+    if (out.uid) state.uid = out.uid;
+    if (out.failover) state.failover = out.failover;
+    return state;
   }
 
   async check(ctx: TaskContext, state: KubeRayState): Promise<TaskStatus> {
@@ -467,9 +393,9 @@ export class KubeRayPlugin implements BackendPlugin<KubeRayState> {
     const api = await this.clusters.api(state.cluster);
     try {
       await withRetry(
+        `delete RayJob ${state.rayjob}`,
         () => api.delete(RAYJOBS, state.namespace, state.rayjob),
-        (e) => e instanceof K8sApiError && e.transient,
-        this.options.apiRetry,
+        this.clusters.options.apiRetry,
       );
     } catch (e) {
       if (!isApiError(e, 404)) throw e;
