@@ -61,47 +61,9 @@ export class EventRepository {
     opts: { owner?: string; nodes?: readonly NodeExecutionUpsert[] } = {},
   ): Promise<void> {
     if (events.length === 0) return;
-    const bad = this.checkConsecutive(execution, events);
-    if (bad) throw bad;
-    const rows = eventRows(execution, events);
     try {
-      await this.ctx.db.transaction().execute(async (trx) => {
-        let lastSeq: number;
-        if (opts.owner !== undefined) {
-          // The fence and the last seq in one statement.
-          let q = trx
-            .selectFrom("executions")
-            .select((eb) => [
-              "owner",
-              eb
-                .selectFrom("events")
-                .select((e) => e.fn.max("seq").as("m"))
-                .where("events.execution", "=", execution)
-                .as("last_seq"),
-            ])
-            .where("id", "=", execution);
-          if (this.ctx.dialect === "postgres") q = q.forShare();
-          const row = await q.executeTakeFirst();
-          if (!row) {
-            throw storeError(StoreErrorCodes.NOT_FOUND, `execution ${execution} does not exist`, {
-              details: { execution },
-            });
-          }
-          if (row.owner !== opts.owner) throw this.leaseLost(execution, opts.owner, row.owner);
-          lastSeq = row.last_seq == null ? 0 : Number(row.last_seq);
-        } else {
-          const last = await trx
-            .selectFrom("events")
-            .select((eb) => eb.fn.max("seq").as("seq"))
-            .where("execution", "=", execution)
-            .executeTakeFirst();
-          lastSeq = last?.seq == null ? 0 : Number(last.seq);
-        }
-        if (events[0].seq !== lastSeq + 1) throw this.outOfOrder(execution, events[0].seq, lastSeq);
-        for (const batch of chunks(rows, ROWS_PER_INSERT))
-          await trx.insertInto("events").values(batch).execute();
-        if (opts.nodes?.length) await upsertNodeRows(trx, opts.nodes, this.ctx.now());
-      });
+      const [refused] = await this.write([{ execution, events, owner: opts.owner, nodes: opts.nodes }]);
+      if (refused) throw refused;
     } catch (e) {
       // Two writers read the same last seq; the primary key lets only one through.
       if (isUniqueViolation(e))
@@ -122,7 +84,14 @@ export class EventRepository {
    * was stored; refused items write nothing, the others are stored together. Throws when
    * the transaction itself fails (then nothing was written).
    */
-  async appendMany(items: readonly AppendItem[]): Promise<(TernError | undefined)[]> {
+  appendMany(items: readonly AppendItem[]): Promise<(TernError | undefined)[]> {
+    return this.write(items);
+  }
+
+  /** {@link appendMany}, for batches with or without an owner to fence by. */
+  private async write(
+    items: readonly (Omit<AppendItem, "owner"> & { owner?: string })[],
+  ): Promise<(TernError | undefined)[]> {
     const result: (TernError | undefined)[] = items.map((it) =>
       this.checkConsecutive(it.execution, it.events),
     );
@@ -156,7 +125,7 @@ export class EventRepository {
           });
           return;
         }
-        if (row.owner !== it.owner) {
+        if (it.owner !== undefined && row.owner !== it.owner) {
           result[i] = this.leaseLost(it.execution, it.owner, row.owner);
           return;
         }
