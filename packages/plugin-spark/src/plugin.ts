@@ -58,6 +58,9 @@ export type SparkState = {
 
 const TERMINAL = new Set(["COMPLETED", "FAILED"]);
 
+/** Pod phases after which its status no longer changes. */
+const POD_ENDED = new Set(["Succeeded", "Failed"]);
+
 /** Lines of a failed driver's log added to its error. */
 const LOG_TAIL_LINES = 20;
 
@@ -232,6 +235,16 @@ export class SparkPlugin implements BackendPlugin<SparkState> {
     if (!pods.synced) await pods.ready(3_000);
     const name = driverPodName(app);
     const live = pods.get(name);
+    if (live && !POD_ENDED.has(live.status?.phase as string)) {
+      // The application's watch said the driver failed before the pod's watch caught up:
+      // read the pod itself, so an eviction is not mistaken for the application's failure.
+      try {
+        const api = await this.clusters.api(state.cluster);
+        return { obj: await api.get(PODS, state.namespace, name), deleted: false };
+      } catch (e) {
+        if (!isApiError(e, 404)) return { obj: live, deleted: false };
+      }
+    }
     if (live) return { obj: live, deleted: false };
     const tomb = pods.tombstone(name);
     return tomb ? { obj: tomb, deleted: true } : undefined;
