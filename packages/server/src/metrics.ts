@@ -137,7 +137,7 @@ export class Metrics {
 
   /**
    * Observe every event the executor appends to `store` (wraps its event
-   * repository's `append`; the write itself is unchanged and comes first).
+   * repository's `append` and `writeGroup`; the write itself is unchanged and comes first).
    */
   instrument(store: Store): void {
     const events = store.events;
@@ -151,17 +151,18 @@ export class Metrics {
         // metrics never fail a write
       }
     };
-    const appendMany = events.appendMany.bind(events);
-    events.appendMany = async (...args: Parameters<typeof appendMany>) => {
-      const errors = await appendMany(...args);
+    // The group commit (the executor's writes, and appendMany through it).
+    const writeGroup = events.writeGroup.bind(events);
+    events.writeGroup = async (...args: Parameters<typeof writeGroup>) => {
+      const outcome = await writeGroup(...args);
       try {
-        args[0].forEach((it, i) => {
-          if (!errors[i]) this.observeEvents(it.execution, it.events);
+        args[0].appends?.forEach((it, i) => {
+          if (!outcome.appended[i]) this.observeEvents(it.execution, it.events);
         });
       } catch {
         // metrics never fail a write
       }
-      return errors;
+      return outcome;
     };
   }
 

@@ -29,10 +29,10 @@ describe("EventWriter", () => {
     const ids = Array.from({ length: 20 }, (_, i) => `w${i}`);
     await owned(store, ids);
     const writes: number[] = [];
-    const appendMany = store.events.appendMany.bind(store.events);
-    store.events.appendMany = async (items) => {
-      writes.push(items.length);
-      return appendMany(items);
+    const writeGroup = store.events.writeGroup.bind(store.events);
+    store.events.writeGroup = async (group) => {
+      writes.push(group.appends?.length ?? 0);
+      return writeGroup(group);
     };
     const writer = new EventWriter(store);
     const outcomes = await Promise.allSettled([
@@ -54,7 +54,7 @@ describe("EventWriter", () => {
   it("tries each batch alone when the shared write fails", async () => {
     const store = await stores.open();
     await owned(store, ["f1", "f2"]);
-    store.events.appendMany = async () => {
+    store.events.writeGroup = async () => {
       throw new Error("database is locked (injected)");
     };
     const writer = new EventWriter(store);

@@ -119,17 +119,17 @@ describe("Executor", () => {
   it("retries failed appends without losing or reordering events", async () => {
     const store = await stores.open();
     const realAppend = store.events.append.bind(store.events);
-    const realAppendMany = store.events.appendMany.bind(store.events);
+    const realWriteGroup = store.events.writeGroup.bind(store.events);
     let failures = 0;
-    // Every third write (a group commit, or a lone append after one failed) fails once,
-    // as a locked or unreachable database would.
+    // Every third write of events (a group commit, or a lone append after one failed) fails
+    // once, as a locked or unreachable database would.
     store.events.append = async (...args: Parameters<Store["events"]["append"]>) => {
       if (++failures % 3 === 0) throw new Error("database is locked (injected)");
       return realAppend(...args);
     };
-    store.events.appendMany = async (...args: Parameters<Store["events"]["appendMany"]>) => {
-      if (++failures % 3 === 0) throw new Error("database is locked (injected)");
-      return realAppendMany(...args);
+    store.events.writeGroup = async (...args: Parameters<Store["events"]["writeGroup"]>) => {
+      if (!args[0].creates?.length && ++failures % 3 === 0) throw new Error("database is locked (injected)");
+      return realWriteGroup(...args);
     };
     const ex = await executor(store, "flaky-store");
     ex.start();

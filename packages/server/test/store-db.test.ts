@@ -42,7 +42,11 @@ describe.each(BACKENDS)("migrations on %s", (backend) => {
     const url = await stores.freshUrl({ empty: true });
     const first = await stores.open({ url, migrate: false });
     expect((await first.migrate()).applied).toEqual(Object.keys(migrations));
-    expect(Object.keys(migrations)).toEqual(["0001_initial", "0002_notification_outbox"]);
+    expect(Object.keys(migrations)).toEqual([
+      "0001_initial",
+      "0002_notification_outbox",
+      "0003_execution_specs",
+    ]);
     expect((await first.migrate()).applied).toEqual([]);
     expect(await first.projects.domains()).toEqual([...DEFAULT_DOMAINS]);
     // A second process opening the same database finds nothing to do.

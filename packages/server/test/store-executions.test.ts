@@ -47,6 +47,98 @@ async function allPages(
 describe.each(BACKENDS)("store on %s", (backend) => {
   const stores = useStores(backend);
 
+  describe("execution specs", () => {
+    it("stores a spec document once for every execution that runs it, and reads each back whole", async () => {
+      const url = await stores.freshUrl();
+      const store = await stores.open({ url });
+      const spec = { compiled: { workflow: "big", nodes: Array.from({ length: 50 }, (_, i) => `n${i}`) } };
+      for (const id of ["s1", "s2", "s3"]) await store.executions.create(execution(id, { spec }));
+      await store.executions.create(execution("s4", { spec: { other: true } }));
+      const docs = await store.ctx.db.selectFrom("execution_specs").select("digest").execute();
+      expect(docs).toHaveLength(2);
+      const row = await store.ctx.db
+        .selectFrom("executions")
+        .select(["spec", "spec_digest"])
+        .where("id", "=", "s2")
+        .executeTakeFirstOrThrow();
+      expect(row.spec).toBe("null");
+      expect(row.spec_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      // A second store over the same database has nothing cached: it reads the documents.
+      const fresh = await stores.open({ url });
+      expect((await fresh.executions.get("s2"))?.spec).toEqual(spec);
+      expect((await fresh.executions.get("s4"))?.spec).toEqual({ other: true });
+      expect((await fresh.executions.get("s2", { spec: false }))?.spec).toBeNull();
+      const page = await fresh.executions.list({ project: "flows" });
+      expect(page.items.map((r) => r.spec)).toEqual([{ other: true }, spec, spec, spec]);
+    });
+
+    it("reads the inline spec of rows written before specs were stored apart", async () => {
+      const store = await stores.open();
+      await store.executions.create(execution("old1"));
+      // As a row of the 0001 schema: the document inline, no digest.
+      await store.ctx.db
+        .updateTable("executions")
+        .set({ spec: JSON.stringify({ inline: 1 }), spec_digest: null })
+        .where("id", "=", "old1")
+        .execute();
+      expect((await store.executions.get("old1"))?.spec).toEqual({ inline: 1 });
+      expect((await store.executions.list({ project: "flows" })).items[0].spec).toEqual({ inline: 1 });
+    });
+  });
+
+  describe("group writes", () => {
+    it("creates executions, appends their events and records an end in one transaction, each item with its own outcome", async () => {
+      const store = await stores.open();
+      await store.executions.create(
+        execution("g0", { phase: "running", owner: "me", leaseExpiresAt: Date.now() + 60_000 }),
+      );
+      await store.events.append("g0", events(1, 1), { owner: "me" });
+      const out = await store.events.writeGroup({
+        creates: [
+          execution("g1"),
+          execution("g0"),
+          execution("g2", { launchPlan: { name: "lp", version: "1" } }),
+        ],
+        appends: [
+          {
+            execution: "g0",
+            owner: "me",
+            events: events(2, 3),
+            finish: { phase: "succeeded", outputs: 7, endedAt: 5 },
+          },
+          { execution: "g1", owner: "me", events: events(1, 1) },
+        ],
+      });
+      expect(out.created.map((r) => (r instanceof Error ? (r as TernError).code : r.id))).toEqual([
+        "g1",
+        "TERN_E_CONFLICT",
+        "g2",
+      ]);
+      // g1 was created unowned in this very write: "me" does not hold it.
+      expect(out.appended.map((e) => e?.code)).toEqual([undefined, "TERN_E_CONFLICT"]);
+      const g0 = await store.executions.get("g0");
+      expect(g0).toMatchObject({ phase: "succeeded", outputs: 7, endedAt: 5 });
+      expect(g0?.owner).toBeUndefined();
+      expect(await store.events.lastSeq("g0")).toBe(3);
+      expect(await store.events.lastSeq("g1")).toBe(0);
+      expect((await store.executions.get("g1"))?.phase).toBe("queued");
+      const owed = await store.ctx.db.selectFrom("notification_outbox").select("execution").execute();
+      expect(owed.map((o) => o.execution)).toEqual(["g2"]);
+    });
+
+    it("records no end when the batch that carries it is refused", async () => {
+      const store = await stores.open();
+      await store.executions.create(
+        execution("h0", { phase: "running", owner: "other", leaseExpiresAt: Date.now() + 60_000 }),
+      );
+      const out = await store.events.writeGroup({
+        appends: [{ execution: "h0", owner: "me", events: [], finish: { phase: "failed", endedAt: 9 } }],
+      });
+      expect(out.appended[0]).toMatchObject({ code: "TERN_E_CONFLICT", details: { reason: "lease" } });
+      expect(await store.executions.get("h0")).toMatchObject({ phase: "running", owner: "other" });
+    });
+  });
+
   describe("executions", () => {
     it("creates, reads back every field and refuses a duplicate id", async () => {
       const clock = new FakeClock();

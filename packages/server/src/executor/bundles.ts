@@ -18,6 +18,8 @@ export async function materializeBundles(
   workDir: string,
   blobs: BlobStore,
 ): Promise<void> {
+  // The registry hands out one compiled object per version: its bundles, once on disk, stay there.
+  if (materialized.get(compiled)?.has(workDir)) return;
   const digests = new Set<string>();
   for (const t of Object.values(compiled.tasks)) if (t.code?.bundle) digests.add(t.code.bundle);
   for (const d of digests) {
@@ -36,4 +38,10 @@ export async function materializeBundles(
     fs.writeFileSync(tmp, await blobs.get(uri));
     fs.renameSync(tmp, file);
   }
+  let dirs = materialized.get(compiled);
+  if (!dirs) materialized.set(compiled, (dirs = new Set()));
+  dirs.add(workDir);
 }
+
+/** Compiled workflows whose bundles are in place, by work directory. */
+const materialized = new WeakMap<CompiledWorkflow, Set<string>>();

@@ -16,6 +16,7 @@
  * one transaction.
  */
 import { ErrorCodes, type ExecutionEvent, TernError } from "@tern/core";
+import type { ExecutionPatch } from "../store/executions.js";
 import type { Store } from "../store/store.js";
 import type { ExecutorLogger } from "./logger.js";
 import { NodeProjection } from "./projection.js";
@@ -45,6 +46,8 @@ export class EventLog {
   private stopped = false;
   private lostError?: TernError;
   private drainWaiters: (() => void)[] = [];
+  /** The execution's end, to record with the last batch. */
+  private ending?: { patch: ExecutionPatch; resolve(stored: boolean): void };
   private retryTimer?: { timer: NodeJS.Timeout; wake: () => void };
 
   constructor(private readonly opts: EventLogOptions) {
@@ -90,10 +93,25 @@ export class EventLog {
     return new Promise((r) => this.drainWaiters.push(r));
   }
 
+  /**
+   * Store everything queued, and with the last batch (in its transaction) record the
+   * execution's end on its record, giving the lease up. Resolves true once stored, false
+   * when the log stopped first (the execution is no longer ours).
+   */
+  end(patch: ExecutionPatch): Promise<boolean> {
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.ending = { patch, resolve };
+      this.running ??= this.flushSoon();
+    });
+  }
+
   /** Stop writing: what is still queued is dropped (another replica rebuilds it). */
   stop(): void {
     this.stopped = true;
     this.queue = [];
+    this.ending?.resolve(false);
+    this.ending = undefined;
     this.retryTimer?.wake();
     this.settleDrains();
   }
@@ -118,15 +136,18 @@ export class EventLog {
 
   private async flush(): Promise<void> {
     let failures = 0;
-    while (this.queue.length && !this.stopped) {
+    while ((this.queue.length || this.ending) && !this.stopped) {
       const batch = this.queue.length <= MAX_BATCH ? this.queue.slice() : this.queue.slice(0, MAX_BATCH);
       // Folding a batch twice (after a failed append) counts nothing twice: the projection skips seen seqs.
       for (const e of batch) this.projection.apply(e);
       const nodes = this.projection.take();
+      // The end goes with the batch that empties the queue.
+      const ending = batch.length === this.queue.length ? this.ending : undefined;
       try {
         const { store, writer, execution, owner } = this.opts;
-        if (writer) await writer.append({ execution, events: batch, owner, nodes });
-        else await store.events.append(execution, batch, { owner, nodes });
+        const finish = ending ? { finish: ending.patch } : {};
+        if (writer) await writer.append({ execution, events: batch, owner, nodes, ...finish });
+        else await store.events.append(execution, batch, { owner, nodes, ...finish });
       } catch (e) {
         this.projection.restore(nodes);
         if (this.stopped) return;
@@ -157,6 +178,10 @@ export class EventLog {
       failures = 0;
       // The batch is stored: only now does it leave the queue (nothing else removes from the front).
       this.queue.splice(0, batch.length);
+      if (ending && this.ending === ending) {
+        this.ending = undefined;
+        ending.resolve(true);
+      }
     }
     if (!this.stopped) await this.writeProjection();
   }

@@ -220,7 +220,8 @@ export class Executor {
       !this.closed &&
       this.runs.size < this.maxExecutions &&
       now < this.leaseValidUntil - Math.min(this.claimIntervalMs, this.leaseTtlMs / 3);
-    const record = await this.store.executions.create({
+    // Group-committed with the other executions and event batches written meanwhile.
+    const record = await this.host.writer.create({
       id,
       project: req.project,
       domain: req.domain,

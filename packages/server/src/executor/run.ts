@@ -263,8 +263,7 @@ export class ExecutionRun {
     }
     const result = await handle.result;
     if (this.stopping() || log.lost) return;
-    await log.drain();
-    if (log.lost || this.stopping()) return;
+    // Its last events and its end are stored together (see EventLog.end).
     await this.finish(result);
   }
 
@@ -311,10 +310,10 @@ export class ExecutionRun {
       error: (result.error as ErrorDocument | undefined) ?? null,
       endedAt: Date.now(),
     };
-    const ok = await this.host.store.executions.update(this.id, patch, {
-      owner: this.host.owner,
-      release: true,
-    });
+    // With the log's last batch (and after every event before it); without a log, on its own.
+    const ok = this.log
+      ? await this.log.end(patch)
+      : await this.host.store.executions.update(this.id, patch, { owner: this.host.owner, release: true });
     if (!ok) return;
     this.released = true;
     this.rec = {
@@ -331,8 +330,6 @@ export class ExecutionRun {
   private async endAborted(lastSeq: number, message: string): Promise<void> {
     const error: ErrorDocument = { code: ErrorCodes.ABORTED, kind: "user", message };
     this.onEvent({ seq: lastSeq + 1, at: Date.now(), execution: this.id, phase: "aborted", error });
-    await this.log!.drain();
-    if (this.log!.lost) return;
     await this.finish({ phase: "aborted", error });
   }
 
@@ -341,6 +338,9 @@ export class ExecutionRun {
     const error = toErrorDocument(e, "system");
     this.host.logger.warn({ execution: this.id, err: error.message }, "execution failed to start");
     const { store, owner } = this.host;
+    // Whatever the log still holds is dropped: the failure event follows what is stored.
+    this.log?.stop();
+    this.log = undefined;
     const last = await store.events.lastSeq(this.id);
     await store.events.append(this.id, [{ seq: last + 1, at: Date.now(), phase: "failed", error }], {
       owner,

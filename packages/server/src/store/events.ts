@@ -5,10 +5,13 @@
  * duplicate or a gap is refused instead of silently reordering history.
  */
 import type { ExecutionEvent, TernError } from "@tern/core";
+import type { Kysely } from "kysely";
 import { chunks, fromJson, type StoreContext, toJson } from "./codec.js";
 import { isForeignKeyViolation, isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
+import type { ExecutionPatch, ExecutionRecord, ExecutionRepository, NewExecution } from "./executions.js";
 import { type NodeExecutionUpsert, upsertNodeRows } from "./nodes.js";
-import type { EventsTable } from "./schema.js";
+import { fenceRows, insertRows } from "./rows.js";
+import type { Database, EventsTable } from "./schema.js";
 
 /** An event as appended: `execution` is implied by the call. */
 export type EventInput = Omit<ExecutionEvent, "execution"> & { execution?: string };
@@ -21,6 +24,26 @@ export interface AppendItem {
   owner: string;
   /** Node rows written with the events. */
   nodes?: readonly NodeExecutionUpsert[];
+  /**
+   * The execution ended: this patch is applied to its record in the same transaction, and
+   * the owner gives it up (see `ExecutionRepository.update` with `release`). `events` may
+   * be empty then (everything was stored before).
+   */
+  finish?: ExecutionPatch;
+}
+
+/** One transaction's worth of the executor's writes (see {@link EventRepository.writeGroup}). */
+export interface GroupWrite {
+  /** New executions, inserted first. */
+  creates?: readonly NewExecution[];
+  /** Event batches, each fenced by its owner. */
+  appends?: readonly AppendItem[];
+}
+
+/** Per item of a {@link GroupWrite}: what was stored, or the error that refused it. */
+export interface GroupOutcome {
+  created: (ExecutionRecord | TernError)[];
+  appended: (TernError | undefined)[];
 }
 
 function eventRows(execution: string, events: readonly EventInput[]): EventsTable[] {
@@ -36,9 +59,13 @@ function eventRows(execution: string, events: readonly EventInput[]): EventsTabl
 }
 
 const ROWS_PER_INSERT = 500;
+const EVENT_COLUMNS = ["execution", "seq", "at", "node_id", "phase", "attempt", "body"] as const;
 
 export class EventRepository {
-  constructor(private readonly ctx: StoreContext) {}
+  constructor(
+    private readonly ctx: StoreContext,
+    private readonly executions: ExecutionRepository,
+  ) {}
 
   /**
    * Append events in one transaction. Throws `TERN_E_CONFLICT` when a seq is
@@ -58,11 +85,11 @@ export class EventRepository {
   async append(
     execution: string,
     events: readonly EventInput[],
-    opts: { owner?: string; nodes?: readonly NodeExecutionUpsert[] } = {},
+    opts: { owner?: string; nodes?: readonly NodeExecutionUpsert[]; finish?: ExecutionPatch } = {},
   ): Promise<void> {
-    if (events.length === 0) return;
+    if (events.length === 0 && !opts.finish) return;
     try {
-      const [refused] = await this.write([{ execution, events, owner: opts.owner, nodes: opts.nodes }]);
+      const [refused] = await this.write([{ execution, events, ...opts }]);
       if (refused) throw refused;
     } catch (e) {
       // Two writers read the same last seq; the primary key lets only one through.
@@ -84,37 +111,49 @@ export class EventRepository {
    * was stored; refused items write nothing, the others are stored together. Throws when
    * the transaction itself fails (then nothing was written).
    */
-  appendMany(items: readonly AppendItem[]): Promise<(TernError | undefined)[]> {
-    return this.write(items);
+  async appendMany(items: readonly AppendItem[]): Promise<(TernError | undefined)[]> {
+    return (await this.writeGroup({ appends: items })).appended;
   }
 
-  /** {@link appendMany}, for batches with or without an owner to fence by. */
+  /**
+   * The executor's group commit: new executions, then event batches (each fenced like
+   * {@link appendMany}, each optionally recording its execution's end), all in one
+   * transaction. Per item, the outcome: a refused item writes nothing, the others are
+   * stored. Throws when the transaction itself fails (then nothing was written).
+   */
+  async writeGroup(group: GroupWrite): Promise<GroupOutcome> {
+    const creates = group.creates ?? [];
+    let committed: (() => void) | undefined;
+    let created: (ExecutionRecord | TernError)[] = [];
+    const appended = await this.write(group.appends ?? [], async (trx) => {
+      if (creates.length === 0) return;
+      const out = await this.executions.insertMany(trx, creates);
+      committed = out.commit;
+      created = [...out];
+    });
+    committed?.();
+    return { created, appended };
+  }
+
+  /** {@link appendMany}, for batches with or without an owner to fence by; `first` writes before them. */
   private async write(
     items: readonly (Omit<AppendItem, "owner"> & { owner?: string })[],
+    first?: (trx: Kysely<Database>) => Promise<void>,
   ): Promise<(TernError | undefined)[]> {
     const result: (TernError | undefined)[] = items.map((it) =>
-      this.checkConsecutive(it.execution, it.events),
+      it.finish && it.events.length === 0 ? undefined : this.checkConsecutive(it.execution, it.events),
     );
     const ids = [...new Set(items.filter((_, i) => !result[i]).map((it) => it.execution))];
-    if (ids.length === 0) return result;
+    if (ids.length === 0 && !first) return result;
     const now = this.ctx.now();
     await this.ctx.db.transaction().execute(async (trx) => {
-      let q = trx
-        .selectFrom("executions")
-        .select((eb) => [
-          "id",
-          "owner",
-          eb
-            .selectFrom("events")
-            .select((e) => e.fn.max("seq").as("m"))
-            .whereRef("events.execution", "=", "executions.id")
-            .as("last_seq"),
-        ])
-        .where("id", "in", ids);
-      if (this.ctx.dialect === "postgres") q = q.forShare();
-      const found = new Map((await q.execute()).map((r) => [r.id, r]));
+      await first?.(trx);
+      if (ids.length === 0) return;
+      const fenced = await fenceRows(trx, this.ctx.dialect, ids);
+      const found = new Map(fenced.map((r) => [r.id, r]));
       const rows: EventsTable[] = [];
       const nodes: NodeExecutionUpsert[] = [];
+      const finishes: { id: string; owner?: string; patch: ExecutionPatch }[] = [];
       const next = new Map<string, number>();
       items.forEach((it, i) => {
         if (result[i]) return;
@@ -130,17 +169,27 @@ export class EventRepository {
           return;
         }
         const lastSeq = next.get(it.execution) ?? (row.last_seq == null ? 0 : Number(row.last_seq));
-        if (it.events[0].seq !== lastSeq + 1) {
+        if (it.events.length && it.events[0].seq !== lastSeq + 1) {
           result[i] = this.outOfOrder(it.execution, it.events[0].seq, lastSeq);
           return;
         }
-        next.set(it.execution, it.events[it.events.length - 1].seq);
+        if (it.events.length) next.set(it.execution, it.events[it.events.length - 1].seq);
         rows.push(...eventRows(it.execution, it.events));
         if (it.nodes) nodes.push(...it.nodes);
+        if (it.finish) finishes.push({ id: it.execution, owner: it.owner, patch: it.finish });
       });
       for (const batch of chunks(rows, ROWS_PER_INSERT))
-        await trx.insertInto("events").values(batch).execute();
-      if (nodes.length) await upsertNodeRows(trx, nodes, now);
+        await insertRows(
+          trx,
+          this.ctx.dialect,
+          "events",
+          EVENT_COLUMNS,
+          batch as unknown as Record<string, unknown>[],
+        );
+      if (nodes.length) await upsertNodeRows(trx, this.ctx.dialect, nodes, now);
+      // After the events: an execution's end is recorded with (never before) its last batch.
+      for (const f of finishes)
+        await this.executions.update(f.id, f.patch, { owner: f.owner, release: true }, trx);
     });
     return result;
   }

@@ -4,9 +4,11 @@
  * while it works, and a dead replica's executions are claimed by another once
  * their lease expires.
  */
-import type { ErrorDocument, Json } from "@tern/core";
-import { sql } from "kysely";
+import { createHash } from "node:crypto";
+import type { ErrorDocument, Json, TernError } from "@tern/core";
+import { type Kysely, sql } from "kysely";
 import {
+  chunks,
   decodeCursor,
   definedOnly,
   encodeCursor,
@@ -17,8 +19,9 @@ import {
   toJson,
   toJsonPatch,
 } from "./codec.js";
-import { isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
-import type { ExecutionsTable } from "./schema.js";
+import { StoreErrorCodes, storeError } from "./errors.js";
+import { insertRows, updateRows } from "./rows.js";
+import type { Database, ExecutionsTable } from "./schema.js";
 
 /**
  * Phases an executor still has work to do in: claimable. Every other phase
@@ -120,6 +123,7 @@ const COLUMNS_BUT_SPEC = [
   "outputs",
   "error",
   "recover_from",
+  "spec_digest",
   "created_at",
   "started_at",
   "ended_at",
@@ -128,7 +132,7 @@ const COLUMNS_BUT_SPEC = [
   "lease_expires_at",
 ] as const satisfies readonly (keyof ExecutionsTable)[];
 
-function toRecord(row: ExecutionsTable): ExecutionRecord {
+function toRecord(row: ExecutionsTable, spec: Json): ExecutionRecord {
   const r: ExecutionRecord = {
     id: row.id,
     project: row.project,
@@ -136,7 +140,7 @@ function toRecord(row: ExecutionsTable): ExecutionRecord {
     workflow: { name: row.workflow_name, version: row.workflow_version },
     phase: row.phase,
     inputs: fromJson(row.inputs),
-    spec: fromJson(row.spec),
+    spec,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
   };
@@ -159,64 +163,180 @@ function toRecord(row: ExecutionsTable): ExecutionRecord {
   return Object.assign(r, definedOnly(optional));
 }
 
-export class ExecutionRepository {
+/** Executions per insert statement (22 parameters each). */
+const ROWS_PER_INSERT = 500;
+/** Parsed spec documents kept in memory, by digest (they never change). */
+const SPEC_CACHE_SIZE = 512;
+/** Digests known to be stored, remembered so a launch does not write its spec again. */
+const KNOWN_SPECS_MAX = 10_000;
+
+/**
+ * Spec documents by content: an execution row names its spec by digest, the document is
+ * stored once in `execution_specs`. The digest of a spec object is computed once (the
+ * registry hands out the same compiled object for every launch), parsed documents are
+ * cached, and digests already stored are not written again.
+ */
+class SpecDocuments {
+  private readonly digests = new WeakMap<object, { digest: string; body: string }>();
+  private readonly parsed = new Map<string, Json>();
+  private readonly stored = new Set<string>();
+
   constructor(private readonly ctx: StoreContext) {}
+
+  /** The digest and text of a spec document. */
+  encode(spec: Json): { digest: string; body: string } {
+    const key = typeof spec === "object" && spec !== null ? spec : undefined;
+    const known = key && this.digests.get(key);
+    if (known) return known;
+    const body = toJson(spec);
+    const out = { digest: `sha256:${createHash("sha256").update(body).digest("hex")}`, body };
+    if (key) this.digests.set(key, out);
+    this.remember(out.digest, spec);
+    return out;
+  }
+
+  /** Store the documents of `specs` not stored yet (inside the caller's transaction). */
+  async write(db: Kysely<Database>, specs: readonly { digest: string; body: string }[], now: number) {
+    const fresh = new Map<string, string>();
+    for (const s of specs) if (!this.stored.has(s.digest)) fresh.set(s.digest, s.body);
+    if (fresh.size === 0) return;
+    await db
+      .insertInto("execution_specs")
+      .values([...fresh].map(([digest, body]) => ({ digest, body, created_at: now })))
+      .onConflict((oc) => oc.column("digest").doNothing())
+      .execute();
+    return () => {
+      // Known as stored only once the transaction committed.
+      if (this.stored.size + fresh.size > KNOWN_SPECS_MAX) this.stored.clear();
+      for (const d of fresh.keys()) this.stored.add(d);
+    };
+  }
+
+  /** The spec of each row: inline (older rows), cached, or read in one query. */
+  async resolve(rows: readonly ExecutionsTable[]): Promise<Json[]> {
+    const missing = new Set<string>();
+    for (const r of rows)
+      if (r.spec_digest !== null && !this.parsed.has(r.spec_digest)) missing.add(r.spec_digest);
+    if (missing.size) {
+      const found = await this.ctx.db
+        .selectFrom("execution_specs")
+        .select(["digest", "body"])
+        .where("digest", "in", [...missing])
+        .execute();
+      for (const f of found) {
+        this.remember(f.digest, fromJson(f.body));
+        this.stored.add(f.digest);
+      }
+    }
+    return rows.map((r) =>
+      r.spec_digest === null ? fromJson(r.spec) : (this.parsed.get(r.spec_digest) ?? null),
+    );
+  }
+
+  private remember(digest: string, spec: Json): void {
+    if (this.parsed.has(digest)) return;
+    if (this.parsed.size >= SPEC_CACHE_SIZE) this.parsed.delete(this.parsed.keys().next().value as string);
+    this.parsed.set(digest, spec);
+  }
+}
+
+export class ExecutionRepository {
+  private readonly specs: SpecDocuments;
+
+  constructor(private readonly ctx: StoreContext) {
+    this.specs = new SpecDocuments(ctx);
+  }
 
   /** Record a new execution; throws `TERN_E_CONFLICT` if the id exists. */
   async create(input: NewExecution): Promise<ExecutionRecord> {
+    const result = await this.ctx.db.transaction().execute((trx) => this.insertMany(trx, [input]));
+    result.commit();
+    const [out] = result;
+    if (out instanceof Error) throw out;
+    return out;
+  }
+
+  /**
+   * Insert new executions inside the caller's transaction (see the executor's group
+   * commit): each gets its record, or a `TERN_E_CONFLICT` error when its id exists (then
+   * nothing of it is written). Call `commit()` on the result once the transaction committed.
+   */
+  async insertMany(
+    db: Kysely<Database>,
+    inputs: readonly NewExecution[],
+  ): Promise<(ExecutionRecord | TernError)[] & { commit: () => void }> {
     const now = this.ctx.now();
-    const row: ExecutionsTable = {
-      id: input.id,
-      project: input.project,
-      domain: input.domain,
-      workflow_name: input.workflow.name,
-      workflow_version: input.workflow.version,
-      launch_plan_name: input.launchPlan?.name ?? null,
-      launch_plan_version: input.launchPlan?.version ?? null,
-      parent_execution: input.parent?.execution ?? null,
-      parent_node: input.parent?.node ?? null,
-      phase: input.phase ?? "queued",
-      inputs: toJson(input.inputs),
-      outputs: null,
-      error: null,
-      spec: toJson(input.spec),
-      recover_from: input.recoverFrom ?? null,
-      created_at: input.createdAt ?? now,
-      started_at: input.startedAt ?? null,
-      ended_at: null,
-      updated_at: now,
-      owner: input.owner ?? null,
-      lease_expires_at: input.owner !== undefined ? (input.leaseExpiresAt ?? null) : null,
-    };
-    try {
-      if (row.launch_plan_name === null) await this.ctx.db.insertInto("executions").values(row).execute();
-      else {
-        // Its notifications are owed from the moment it exists (see NotificationOutbox).
-        await this.ctx.db.transaction().execute(async (trx) => {
-          await trx.insertInto("executions").values(row).execute();
-          await trx
-            .insertInto("notification_outbox")
-            .values({
-              execution: row.id,
-              state: "pending",
-              owner: null,
-              lease_expires_at: null,
-              attempts: 0,
-              updated_at: now,
-            })
-            .execute();
-        });
-      }
-    } catch (e) {
-      if (isUniqueViolation(e)) {
-        throw storeError(StoreErrorCodes.CONFLICT, `execution ${input.id} already exists`, {
-          hint: "execution ids are unique; leave the id out to get a fresh one",
-          details: { execution: input.id },
-        });
-      }
-      throw e;
+    const specs = inputs.map((i) => this.specs.encode(i.spec));
+    const rows = inputs.map(
+      (input, i): ExecutionsTable => ({
+        id: input.id,
+        project: input.project,
+        domain: input.domain,
+        workflow_name: input.workflow.name,
+        workflow_version: input.workflow.version,
+        launch_plan_name: input.launchPlan?.name ?? null,
+        launch_plan_version: input.launchPlan?.version ?? null,
+        parent_execution: input.parent?.execution ?? null,
+        parent_node: input.parent?.node ?? null,
+        phase: input.phase ?? "queued",
+        inputs: toJson(input.inputs),
+        outputs: null,
+        error: null,
+        spec: "null",
+        spec_digest: specs[i].digest,
+        recover_from: input.recoverFrom ?? null,
+        created_at: input.createdAt ?? now,
+        started_at: input.startedAt ?? null,
+        ended_at: null,
+        updated_at: now,
+        owner: input.owner ?? null,
+        lease_expires_at: input.owner !== undefined ? (input.leaseExpiresAt ?? null) : null,
+      }),
+    );
+    const stored = await this.specs.write(db, specs, now);
+    const inserted = new Set<string>();
+    const columns = Object.keys(rows[0] ?? {});
+    for (const batch of chunks(rows, ROWS_PER_INSERT)) {
+      const got = await insertRows<{ id: string }>(
+        db,
+        this.ctx.dialect,
+        "executions",
+        columns,
+        batch as unknown as Record<string, unknown>[],
+        'on conflict ("id") do nothing returning "id"',
+      );
+      for (const g of got) inserted.add(g.id);
     }
-    return toRecord(row);
+    // Their notifications are owed from the moment they exist (see NotificationOutbox).
+    const owed = rows.filter((r) => r.launch_plan_name !== null && inserted.has(r.id));
+    if (owed.length) {
+      await db
+        .insertInto("notification_outbox")
+        .values(
+          owed.map((r) => ({
+            execution: r.id,
+            state: "pending",
+            owner: null,
+            lease_expires_at: null,
+            attempts: 0,
+            updated_at: now,
+          })),
+        )
+        .execute();
+    }
+    const seen = new Set<string>();
+    const out = rows.map((row, i) => {
+      // An id given twice in one call: the first is the one created.
+      if (!inserted.has(row.id) || seen.has(row.id)) {
+        return storeError(StoreErrorCodes.CONFLICT, `execution ${row.id} already exists`, {
+          hint: "execution ids are unique; leave the id out to get a fresh one",
+          details: { execution: row.id },
+        });
+      }
+      seen.add(row.id);
+      return toRecord(row, inputs[i].spec);
+    });
+    return Object.assign(out, { commit: () => stored?.() });
   }
 
   /**
@@ -227,7 +347,14 @@ export class ExecutionRepository {
     const row = await this.selectRows(opts.spec !== false)
       .where("id", "=", id)
       .executeTakeFirst();
-    return row ? toRecord(row) : undefined;
+    return row ? (await this.toRecords([row], opts.spec !== false))[0] : undefined;
+  }
+
+  /** Records of rows, their specs resolved (or null without `withSpec`). */
+  private async toRecords(rows: readonly ExecutionsTable[], withSpec = true): Promise<ExecutionRecord[]> {
+    if (!withSpec) return rows.map((r) => toRecord(r, null));
+    const specs = await this.specs.resolve(rows);
+    return rows.map((r, i) => toRecord(r, specs[i]));
   }
 
   /** Every column, or every column but the spec (read as JSON null). */
@@ -243,12 +370,13 @@ export class ExecutionRepository {
    * the new owner's progress); with `phases`, only while the execution is in one
    * of them (so `queued → running` does not undo a concurrent `aborting`);
    * with `release`, the replica gives the execution up in the same write.
-   * Returns whether a row changed.
+   * Returns whether a row changed. `db` is a transaction to write in, when given.
    */
   async update(
     id: string,
     patch: ExecutionPatch,
     opts: { owner?: string; phases?: readonly string[]; release?: boolean } = {},
+    db: Kysely<Database> = this.ctx.db,
   ): Promise<boolean> {
     const set = definedOnly({
       phase: patch.phase,
@@ -260,12 +388,18 @@ export class ExecutionRepository {
       // Give the execution up in the same statement (its last one as this replica's).
       ...(opts.release ? { owner: null, lease_expires_at: null } : {}),
     });
-    let q = this.ctx.db.updateTable("executions").set(set).where("id", "=", id);
-    if (opts.owner !== undefined) q = q.where("owner", "=", opts.owner);
-    if (opts.phases !== undefined) {
-      if (opts.phases.length === 0) return false;
-      q = q.where("phase", "in", [...opts.phases]);
+    if (opts.phases === undefined) {
+      // The executor's hot path (its end, under its lease): a fixed statement shape.
+      const where = opts.owner === undefined ? { id } : { id, owner: opts.owner };
+      return (await updateRows(db, this.ctx.dialect, "executions", set, where)) > 0;
     }
+    if (opts.phases.length === 0) return false;
+    let q = db
+      .updateTable("executions")
+      .set(set)
+      .where("id", "=", id)
+      .where("phase", "in", [...opts.phases]);
+    if (opts.owner !== undefined) q = q.where("owner", "=", opts.owner);
     const r = await q.executeTakeFirst();
     return Number(r.numUpdatedRows) > 0;
   }
@@ -299,7 +433,7 @@ export class ExecutionRepository {
       .orderBy("id", "desc")
       .limit(limit + 1)
       .execute();
-    const items = rows.slice(0, limit).map(toRecord);
+    const items = await this.toRecords(rows.slice(0, limit), filter.spec !== false);
     const last = items[items.length - 1];
     return rows.length > limit && last
       ? { items, nextCursor: encodeCursor(last.createdAt, last.id) }
@@ -350,7 +484,7 @@ export class ExecutionRepository {
           .execute()
       );
     });
-    return rows.map(toRecord).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    return (await this.toRecords(rows)).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
   }
 
   /** Extend every lease `owner` holds on an active execution. Returns the ids still held. */
@@ -404,7 +538,7 @@ export class ExecutionRepository {
         .returningAll()
         .execute();
     });
-    return rows.map(toRecord).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    return (await this.toRecords(rows)).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
   }
 
   /** Give an execution back (e.g. on shutdown) so another replica claims it at once. */

@@ -238,10 +238,32 @@ const notificationOutbox: Migration = {
   },
 };
 
+/**
+ * Execution specs stored once per distinct document: an execution row names its spec by
+ * digest instead of carrying the whole compiled workflow (which made every insert and
+ * every update of the row rewrite kilobytes). Rows written before keep theirs inline.
+ */
+const executionSpecs: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable("execution_specs")
+      .addColumn("digest", "text", (c) => c.primaryKey())
+      .addColumn("body", "text", (c) => c.notNull())
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema.alterTable("executions").addColumn("spec_digest", "text").execute();
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable("executions").dropColumn("spec_digest").execute();
+    await db.schema.dropTable("execution_specs").ifExists().execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const migrations: Readonly<Record<string, Migration>> = {
   "0001_initial": initial,
   "0002_notification_outbox": notificationOutbox,
+  "0003_execution_specs": executionSpecs,
 };
 
 /** Names of the tables that record applied migrations. */

@@ -15,7 +15,9 @@ import {
   toIntBool,
   toJsonPatch,
 } from "./codec.js";
+import type { DialectName } from "./db.js";
 import { isForeignKeyViolation, StoreErrorCodes, storeError } from "./errors.js";
+import { insertRows, upsertClause } from "./rows.js";
 import type { Database, NodeExecutionsTable } from "./schema.js";
 
 export interface NodeExecutionRecord {
@@ -148,7 +150,9 @@ export class NodeExecutionRepository {
   async putMany(rows: readonly NodeExecutionUpsert[]): Promise<void> {
     if (rows.length === 0) return;
     try {
-      await this.ctx.db.transaction().execute((trx) => upsertNodeRows(trx, rows, this.ctx.now()));
+      await this.ctx.db
+        .transaction()
+        .execute((trx) => upsertNodeRows(trx, this.ctx.dialect, rows, this.ctx.now()));
     } catch (e) {
       if (isForeignKeyViolation(e)) {
         throw storeError(StoreErrorCodes.NOT_FOUND, "a node row names an execution that does not exist", {
@@ -181,9 +185,30 @@ export class NodeExecutionRepository {
   }
 }
 
+/** Columns of a node row, in the order the upsert binds them. */
+const NODE_COLUMNS = [
+  "execution",
+  "node_id",
+  "phase",
+  "attempts",
+  "user_failures",
+  "system_failures",
+  "cached",
+  "recovered",
+  "outputs",
+  "error",
+  "plugin",
+  "plugin_state",
+  "started_at",
+  "ended_at",
+  "updated_at",
+] as const satisfies readonly (keyof NodeExecutionsTable)[];
+const NODE_UPSERT = upsertClause(["execution", "node_id"], NODE_COLUMNS);
+
 /** Replace the stored rows of `rows`' nodes, in statements of 500 rows (inside the caller's transaction). */
 export async function upsertNodeRows(
   db: Kysely<Database>,
+  dialect: DialectName,
   rows: readonly NodeExecutionUpsert[],
   now: number,
 ): Promise<void> {
@@ -208,27 +233,13 @@ export async function upsertNodeRows(
     ended_at: r.endedAt ?? null,
     updated_at: now,
   }));
-  for (const batch of chunks(full, 500)) {
-    await db
-      .insertInto("node_executions")
-      .values(batch)
-      .onConflict((oc) =>
-        oc.columns(["execution", "node_id"]).doUpdateSet((eb) => ({
-          phase: eb.ref("excluded.phase"),
-          attempts: eb.ref("excluded.attempts"),
-          user_failures: eb.ref("excluded.user_failures"),
-          system_failures: eb.ref("excluded.system_failures"),
-          cached: eb.ref("excluded.cached"),
-          recovered: eb.ref("excluded.recovered"),
-          outputs: eb.ref("excluded.outputs"),
-          error: eb.ref("excluded.error"),
-          plugin: eb.ref("excluded.plugin"),
-          plugin_state: eb.ref("excluded.plugin_state"),
-          started_at: eb.ref("excluded.started_at"),
-          ended_at: eb.ref("excluded.ended_at"),
-          updated_at: eb.ref("excluded.updated_at"),
-        })),
-      )
-      .execute();
-  }
+  for (const batch of chunks(full, 500))
+    await insertRows(
+      db,
+      dialect,
+      "node_executions",
+      NODE_COLUMNS,
+      batch as unknown as Record<string, unknown>[],
+      NODE_UPSERT,
+    );
 }

@@ -62,7 +62,10 @@ export interface ExecutionsTable {
   inputs: JsonText;
   outputs: JsonText | null;
   error: JsonText | null;
+  /** Inline spec document: rows written before `0003_execution_specs`; "null" when `spec_digest` is set. */
   spec: JsonText;
+  /** The spec document in `execution_specs`. */
+  spec_digest: string | null;
   recover_from: string | null;
   created_at: EpochMs;
   started_at: EpochMs | null;
@@ -162,6 +165,13 @@ export interface NotificationOutboxTable {
   updated_at: EpochMs;
 }
 
+/** Execution spec documents, content-addressed (see ExecutionsTable.spec_digest). */
+export interface ExecutionSpecsTable {
+  digest: string;
+  body: JsonText;
+  created_at: EpochMs;
+}
+
 /** Every table of the store. */
 export interface Database {
   projects: ProjectsTable;
@@ -170,6 +180,7 @@ export interface Database {
   workflows: RegistryTable;
   launch_plans: LaunchPlansTable;
   executions: ExecutionsTable;
+  execution_specs: ExecutionSpecsTable;
   node_executions: NodeExecutionsTable;
   events: EventsTable;
   catalog_entries: CatalogEntriesTable;

@@ -53,7 +53,7 @@ export class Store {
     this.projects = new ProjectRepository(this.ctx);
     this.executions = new ExecutionRepository(this.ctx);
     this.nodes = new NodeExecutionRepository(this.ctx);
-    this.events = new EventRepository(this.ctx);
+    this.events = new EventRepository(this.ctx, this.executions);
     this.catalog = new SqlCatalog(this.ctx, opts.catalog);
     this.schedules = new ScheduleRepository(this.ctx);
     this.signals = new SignalRepository(this.ctx);
