@@ -61,7 +61,10 @@ export interface ServeOptions {
   registerBodyLimit?: number;
   /** Heartbeat comments on idle watch streams. @default 15000 ms */
   heartbeatMs?: number;
-  /** How often watch streams read the store for events written elsewhere. @default 1000 ms */
+  /**
+   * How often watch streams read the store for events written elsewhere (and waiting create
+   * requests for the end of executions driven elsewhere). @default 1000 ms
+   */
   watchPollMs?: number;
   /** Executor tuning (lease TTL, claim interval, replica name, concurrency). */
   executor?: Pick<ExecutorOptions, "owner" | "leaseTtlMs" | "claimIntervalMs" | "maxExecutions">;

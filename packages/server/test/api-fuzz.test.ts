@@ -55,6 +55,7 @@ const ROUTES: [string, string][] = [
   ["POST", "/api/v1/projects/:project/domains/:domain/launchplans/:name/versions/:version/activate"],
   ["POST", "/api/v1/projects/:project/domains/:domain/launchplans/:name/deactivate"],
   ["POST", "/api/v1/projects/:project/domains/:domain/executions"],
+  ["POST", "/api/v1/projects/:project/domains/:domain/executions/batch"],
   ["GET", "/api/v1/projects/:project/domains/:domain/executions"],
   ["GET", "/api/v1/projects/:project/domains/:domain/executions/:id"],
   ["POST", "/api/v1/projects/:project/domains/:domain/executions/:id/terminate"],
@@ -196,8 +197,9 @@ function deepNest(n: number): string {
   return "[".repeat(n) + "]".repeat(n);
 }
 
-function randomBody(r: ReturnType<typeof rng>): { payload?: string; contentType?: string } {
-  const kind = r.int(14);
+function randomBody(r: ReturnType<typeof rng>, template = ""): { payload?: string; contentType?: string } {
+  // The batch route gets batch bodies half the time: rare otherwise.
+  const kind = template.endsWith("/batch") && r.chance(0.5) ? 9 : r.int(15);
   const ct = r.pick([
     "application/json",
     "application/json",
@@ -285,6 +287,21 @@ function randomBody(r: ReturnType<typeof rng>): { payload?: string; contentType?
         payload: JSON.stringify({ approved: randomValue(r), value: randomValue(r), reason: randomValue(r) }),
         contentType: "application/json",
       };
+    case 9: {
+      // A batch: good items, random ones, or too many.
+      const good = { workflow: { name: "hello" }, inputs: { name: "Fuzz" } };
+      const items = Array.from({ length: r.pick([0, 1, 2, 3, 1001]) }, () =>
+        r.chance(0.6)
+          ? good
+          : r.chance(0.5)
+            ? { workflow: { name: randomValue(r) }, inputs: randomValue(r) }
+            : randomValue(r),
+      );
+      return {
+        payload: JSON.stringify(r.chance(0.9) ? { executions: items } : { executions: randomValue(r) }),
+        contentType: "application/json",
+      };
+    }
     default:
       return { payload: JSON.stringify(randomValue(r)), contentType: ct };
   }
@@ -340,13 +357,24 @@ async function fuzz(plane: ControlPlane, seed: number, count: number, token?: ()
       ? routeMethod
       : r.pick(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]);
     const url = randomPath(r, template);
-    const body = method === "GET" || method === "HEAD" ? (r.chance(0.1) ? randomBody(r) : {}) : randomBody(r);
+    const body =
+      method === "GET" || method === "HEAD" ? (r.chance(0.1) ? randomBody(r) : {}) : randomBody(r, template);
     const headers: Record<string, string> = {};
     if (body.contentType) headers["content-type"] = body.contentType;
     const t = token?.();
     if (t !== undefined) headers.authorization = t;
     if (r.chance(0.05)) headers["last-event-id"] = text(randomValue(r)).slice(0, 100);
     if (r.chance(0.05)) headers["x-request-id"] = text(randomValue(r)).slice(0, 100);
+    // Waits of a second at most: the open sandbox runs no executor, nothing ends.
+    if (r.chance(0.05))
+      headers.prefer = r.pick([
+        "wait=1",
+        "wait=0",
+        "wait=abc",
+        "wait=-1",
+        "wait",
+        text(randomValue(r)).slice(0, 200),
+      ]);
     const res = await plane.app.inject({
       method: method as "GET",
       url,

@@ -21,11 +21,14 @@ export interface ApiContext {
   scopes: Scopes;
   /** False when requests may name server-local files as inputs (the loopback sandbox). */
   remoteInputsOnly: boolean;
-  /** Open watch streams, ended when the server closes. */
+  /** Open watch streams and waiting create requests (`Prefer: wait`), ended when the server closes. */
   streams: Set<() => void>;
   /** Comment lines sent on idle watch streams, in ms. @default 15000 */
   heartbeatMs: number;
-  /** How often a watch stream checks the store for events written elsewhere, in ms. @default 1000 */
+  /**
+   * How often a watch stream checks the store for events written elsewhere, and a waiting
+   * create request for the end of an execution driven elsewhere, in ms. @default 1000
+   */
   watchPollMs: number;
   /** Largest `POST /register` body, in bytes. */
   registerBodyLimit: number;

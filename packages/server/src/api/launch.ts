@@ -37,18 +37,26 @@ export function toApiExecution(r: ExecutionRecord): Record<string, unknown> {
   return rest;
 }
 
-/** Resolve a target and merge inputs. Throws 404 for unknown names and 400 for fixed inputs given. */
-export async function resolveLaunch(
+/** A target resolved to what it runs, before inputs: its compiled workflow and, for a launch plan, the plan. */
+export interface ResolvedTarget {
+  compiled: CompiledWorkflow;
+  plan?: {
+    id: { name: string; version: string };
+    defaults: Record<string, unknown>;
+    fixed: Record<string, unknown>;
+  };
+}
+
+/** Resolve a target to its compiled workflow (and launch plan). Throws 404 for unknown names. */
+export async function resolveTarget(
   ctx: ApiContext,
   project: string,
   domain: string,
   target: LaunchTarget,
-  given: Record<string, unknown>,
-): Promise<ResolvedLaunch> {
+): Promise<ResolvedTarget> {
   if (target.workflow) {
     const { name, version } = target.workflow;
-    if (version)
-      return { compiled: await ctx.compiled.get({ project, domain, name, version }), inputs: given };
+    if (version) return { compiled: await ctx.compiled.get({ project, domain, name, version }) };
     const rec = await ctx.store.registry.latest("workflow", { project, domain, name });
     if (!rec) {
       throw notFound(
@@ -59,7 +67,7 @@ export async function resolveLaunch(
         },
       );
     }
-    return { compiled: await ctx.compiled.get(rec.id), inputs: given };
+    return { compiled: await ctx.compiled.get(rec.id) };
   }
   const { name, version } = target.launchPlan!;
   const key = { project, domain, name };
@@ -77,23 +85,36 @@ export async function resolveLaunch(
     );
   }
   const lp = rec.spec as unknown as LaunchPlanSpec;
+  return {
+    compiled: await ctx.compiled.get(lp.workflow as Identifier),
+    plan: {
+      id: { name: rec.id.name, version: rec.id.version },
+      defaults: lp.defaults ?? {},
+      fixed: lp.fixed ?? {},
+    },
+  };
+}
+
+/** Merge the inputs given with a launch plan's defaults and fixed inputs. Throws 400 for fixed inputs given. */
+export function withInputs(target: ResolvedTarget, given: Record<string, unknown>): ResolvedLaunch {
+  const { compiled, plan } = target;
+  if (!plan) return { compiled, inputs: given };
   for (const k of Object.keys(given)) {
-    if (k in (lp.fixed ?? {})) {
+    if (Object.hasOwn(plan.fixed, k)) {
       throw new TernError(
         ErrorCodes.INPUT_INVALID,
-        `input "${k}" is fixed by launch plan "${name}" and cannot be given`,
+        `input "${k}" is fixed by launch plan "${plan.id.name}" and cannot be given`,
         {
-          hint: `its fixed inputs are: ${Object.keys(lp.fixed).join(", ")}`,
+          hint: `its fixed inputs are: ${Object.keys(plan.fixed).join(", ")}`,
           details: { input: k },
         },
       );
     }
   }
-  const compiled = await ctx.compiled.get(lp.workflow as Identifier);
   return {
     compiled,
-    inputs: { ...(lp.defaults ?? {}), ...given, ...(lp.fixed ?? {}) },
-    launchPlan: { name: rec.id.name, version: rec.id.version },
+    inputs: { ...plan.defaults, ...given, ...plan.fixed },
+    launchPlan: plan.id,
   };
 }
 

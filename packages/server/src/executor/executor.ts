@@ -105,6 +105,21 @@ export interface LaunchRequest {
 
 const TERMINAL = new Set(["succeeded", "failed", "aborted"]);
 
+/**
+ * What {@link Executor.launch} checks before it creates anything: the compiled workflow
+ * (unless this very object was validated in this process) and the inputs against its
+ * interface, defaults filled in. Throws `TERN_E_SPEC_INVALID`, or `TERN_E_INPUT_INVALID`
+ * naming the input; callers that create several executions check them all first.
+ */
+export function checkLaunch(
+  compiled: CompiledWorkflow,
+  inputs: Record<string, unknown>,
+): { compiled: CompiledWorkflow; inputs: Record<string, unknown> } {
+  // The registry's cached copy was validated at its first launch; an unknown object is checked here.
+  const checked = validatedHere(compiled) ? compiled : validateCompiledWorkflow(compiled);
+  return { compiled: checked, inputs: checkInputs(checked, inputs) };
+}
+
 export class Executor {
   readonly owner: string;
   readonly logger: ExecutorLogger;
@@ -205,9 +220,7 @@ export class Executor {
    * `TERN_E_CONFLICT` (which makes a retried launch idempotent).
    */
   async launch(req: LaunchRequest): Promise<ExecutionRecord> {
-    // The registry's cached copy was validated at its first launch; an unknown object is checked here.
-    const compiled = validatedHere(req.compiled) ? req.compiled : validateCompiledWorkflow(req.compiled);
-    const inputs = checkInputs(compiled, req.inputs);
+    const { compiled, inputs } = checkLaunch(req.compiled, req.inputs);
     const id = req.id ?? newExecutionId();
     const wf = compiled.workflow.id;
     // With room and a lease that is current, the new execution is created already ours and

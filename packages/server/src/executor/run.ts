@@ -209,12 +209,15 @@ export class ExecutionRun {
       return;
     }
     if (queued) {
+      const startedAt = Date.now();
       const marked = await store.executions.update(
         this.id,
-        { phase: "running", startedAt: Date.now() },
+        { phase: "running", startedAt },
         { owner, phases: ["queued"] },
       );
-      if (!marked) {
+      // The record end listeners get is this one: it says when the execution started.
+      if (marked) this.rec = { ...this.rec, phase: "running", startedAt };
+      else {
         const now = await store.executions.get(this.id);
         if (now?.owner !== owner) return;
         if (now.phase === "aborting") {
@@ -320,6 +323,7 @@ export class ExecutionRun {
       ...this.rec,
       phase: patch.phase,
       endedAt: patch.endedAt,
+      updatedAt: Math.max(this.rec.updatedAt, patch.endedAt),
       ...(patch.outputs !== null ? { outputs: patch.outputs } : {}),
       ...(patch.error ? { error: patch.error } : {}),
     };

@@ -6,19 +6,23 @@
  */
 
 import type { SignalAnswer } from "@tern/core";
-import { ErrorCodes, TernError } from "@tern/core";
-import type { FastifyPluginAsync } from "fastify";
+import { ErrorCodes, isTernError, TernError } from "@tern/core";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { checkLaunch } from "../../executor/executor.js";
 import type { ExecutionRecord } from "../../store/executions.js";
 import type { ApiContext } from "../context.js";
-import { badRequest, notFound } from "../errors.js";
+import { badRequest, notFound, statusForCode, toErrorResponse } from "../errors.js";
 import {
   checkInputRefs,
   compiledOf,
   inputsOf,
   type LaunchTarget,
-  resolveLaunch,
+  type ResolvedLaunch,
+  type ResolvedTarget,
+  resolveTarget,
   TERMINAL_PHASES,
   toApiExecution,
+  withInputs,
 } from "../launch.js";
 import {
   anyJson,
@@ -31,8 +35,11 @@ import {
   scopeParams,
   versionSchema,
 } from "../schemas.js";
+import { ExecutionWaits, MAX_WAIT_SECONDS, preferredWait } from "../wait.js";
 
 type Scope = { project: string; domain: string };
+/** What creates one execution: the body of `POST …/executions`, an item of the batch. */
+type CreateBody = LaunchTarget & { inputs?: Record<string, unknown> };
 type IdParams = Scope & { id: string };
 
 export const idParams = {
@@ -47,6 +54,65 @@ const targetSchema = {
   additionalProperties: false,
   properties: { name: nameSchema, version: versionSchema },
 } as const;
+
+const createBody = {
+  type: "object",
+  additionalProperties: false,
+  properties: { workflow: targetSchema, launchPlan: targetSchema, inputs: anyObject },
+} as const;
+
+/** The most executions one batch creates. */
+export const MAX_BATCH = 1000;
+
+const preferHeader = {
+  type: "object",
+  properties: {
+    prefer: {
+      type: "string",
+      description: `\`wait=<seconds>\` (RFC 7240): answer once the execution is over or the wait ran out; at most ${MAX_WAIT_SECONDS} s (a larger value waits ${MAX_WAIT_SECONDS} s). \`wait=0\` or a malformed value: no wait.`,
+    },
+  },
+} as const;
+
+const preferenceApplied = {
+  "Preference-Applied": {
+    type: "string",
+    description: "`wait=<seconds>` when the request waited (the wait it applied, after the cap)",
+  },
+} as const;
+
+const WAIT_DESCRIPTION = `With \`Prefer: wait=<seconds>\` (RFC 7240) the answer comes once the execution is over (succeeded, failed or aborted: its outputs or error included) or when the wait runs out, whichever is first, with the record as it is then; the status is 201 either way, with \`Preference-Applied: wait=<n>\`. The wait is at most ${MAX_WAIT_SECONDS} s (a larger value waits ${MAX_WAIT_SECONDS} s); \`wait=0\` or a malformed value means no wait. A server shutting down answers waiting requests at once.`;
+
+/** Refuse a create body that names neither or both of workflow and launch plan. */
+function needOneTarget(body: CreateBody): void {
+  if (!!body.workflow === !!body.launchPlan) {
+    throw badRequest(
+      "give exactly one of workflow or launchPlan",
+      'e.g. { "workflow": { "name": "hello" }, "inputs": { "name": "Ada" } }',
+    );
+  }
+}
+
+/** An item's error, naming the item (`executions[3]: …`, `details.index`); server failures pass unchanged. */
+function forItem(e: unknown, index: number): unknown {
+  if (!isTernError(e) || statusForCode(e.code) >= 500) return e;
+  return new TernError(e.code, `executions[${index}]: ${e.message}`, {
+    ...(e.hint ? { hint: e.hint } : {}),
+    kind: e.kind,
+    details: { ...e.details, index },
+    cause: e,
+  });
+}
+
+/** A schema error inside `executions[i]` of a batch: the usual 400, naming the item like the other item errors. */
+function batchSchemaError(err: Error): unknown {
+  const first = (err as { validation?: { instancePath?: string }[] }).validation?.[0];
+  const m = /^\/executions\/(\d+)(?:\/|$)/.exec(first?.instancePath ?? "");
+  if (!m) return err;
+  const { error } = toErrorResponse(err).body;
+  const index = Number(m[1]);
+  return badRequest(`executions[${index}]: ${error.message}`, error.hint, { ...error.details, index });
+}
 
 /** The execution `id` of the path's project and domain, or a 404. Without `spec`, its spec document is not read. */
 export async function scopedExecution(
@@ -80,13 +146,11 @@ function parseTime(v: string | undefined, what: string): number | undefined {
 const KNOWN_PHASES = ["queued", "running", "aborting", "succeeded", "failed", "aborted"];
 
 export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
-  const launch = async (
-    scope: Scope,
-    resolved: Awaited<ReturnType<typeof resolveLaunch>>,
-    extra: { recoverFrom?: string } = {},
-  ) => {
+  const waits = new ExecutionWaits(ctx);
+
+  const launch = (scope: Scope, resolved: ResolvedLaunch, extra: { recoverFrom?: string } = {}) => {
     checkInputRefs(ctx, resolved.inputs);
-    const rec = await ctx.executor.launch({
+    return ctx.executor.launch({
       project: scope.project,
       domain: scope.domain,
       compiled: resolved.compiled,
@@ -94,45 +158,129 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
       ...(resolved.launchPlan ? { launchPlan: resolved.launchPlan } : {}),
       ...extra,
     });
-    return toApiExecution(rec);
+  };
+
+  /**
+   * Resolve what a create body names and check it as launching will (inputs, file
+   * references, the spec), creating nothing. `targets` shares resolutions within a batch.
+   */
+  const prepare = async (
+    scope: Scope,
+    body: CreateBody,
+    targets: Map<string, Promise<ResolvedTarget>> = new Map(),
+  ): Promise<ResolvedLaunch> => {
+    needOneTarget(body);
+    const named = body.workflow ?? body.launchPlan!;
+    const key = `${body.workflow ? "workflow" : "launchPlan"}\0${named.name}\0${named.version ?? ""}`;
+    let target = targets.get(key);
+    if (!target) targets.set(key, (target = resolveTarget(ctx, scope.project, scope.domain, body)));
+    const resolved = withInputs(await target, body.inputs ?? {});
+    checkInputRefs(ctx, resolved.inputs);
+    checkLaunch(resolved.compiled, resolved.inputs);
+    return resolved;
+  };
+
+  /**
+   * Launch checked executions (at once: the store can group their writes), then wait as the
+   * request's `Prefer: wait=<n>` asks. Their API records, in order, as they are then.
+   */
+  const create = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    scope: Scope,
+    items: readonly ResolvedLaunch[],
+  ): Promise<Record<string, unknown>[]> => {
+    const recs = await Promise.all(items.map((item) => launch(scope, item)));
+    const wait = preferredWait(req.headers.prefer);
+    if (wait === 0) return recs.map(toApiExecution);
+    reply.header("preference-applied", `wait=${wait}`);
+    // The client going away closes the response before it ended. (Not `req.signal`: on
+    // Node 20 the request emits "close" once its body is read, so that signal cannot tell.)
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableEnded) gone.abort();
+    };
+    if (reply.raw.destroyed) gone.abort();
+    reply.raw.once("close", onClose);
+    try {
+      return (await waits.wait(recs, wait * 1000, gone.signal)).map(toApiExecution);
+    } finally {
+      reply.raw.off("close", onClose);
+    }
   };
 
   return async (app) => {
-    app.post<{ Params: Scope; Body: LaunchTarget & { inputs?: Record<string, unknown> } }>(
+    app.post<{ Params: Scope; Body: CreateBody }>(
       "/projects/:project/domains/:domain/executions",
       {
         config: { auth: { role: "runner", scope: "path" } },
         schema: {
-          summary: "Create an execution of a registered workflow or launch plan",
-          description:
-            "Give `workflow` or `launchPlan` (`version` left out: the latest workflow version, the active launch plan version). Inputs are checked against the registered interface; a 400 names the input.",
+          summary:
+            "Create an execution of a registered workflow or launch plan (Prefer: wait for its outcome)",
+          description: `Give \`workflow\` or \`launchPlan\` (\`version\` left out: the latest workflow version, the active launch plan version). Inputs are checked against the registered interface; a 400 names the input. ${WAIT_DESCRIPTION}`,
           tags: ["executions"],
           params: scopeParams,
-          body: {
-            type: "object",
-            additionalProperties: false,
-            properties: { workflow: targetSchema, launchPlan: targetSchema, inputs: anyObject },
+          headers: preferHeader,
+          body: createBody,
+          response: {
+            201: { description: "The execution", headers: preferenceApplied, ...executionRef },
+            ...errorResponses(),
           },
-          response: { 201: executionRef, ...errorResponses() },
         },
       },
       async (req, reply) => {
         const body = req.body ?? {};
-        if (!!body.workflow === !!body.launchPlan) {
-          throw badRequest(
-            "give exactly one of workflow or launchPlan",
-            'e.g. { "workflow": { "name": "hello" }, "inputs": { "name": "Ada" } }',
-          );
-        }
+        needOneTarget(body);
         await ctx.scopes.check(req.params.project, req.params.domain);
-        const resolved = await resolveLaunch(
-          ctx,
-          req.params.project,
-          req.params.domain,
-          body,
-          body.inputs ?? {},
-        );
-        return reply.status(201).send(await launch(req.params, resolved));
+        const [rec] = await create(req, reply, req.params, [await prepare(req.params, body)]);
+        return reply.status(201).send(rec);
+      },
+    );
+
+    app.post<{ Params: Scope; Body: { executions: CreateBody[] } }>(
+      "/projects/:project/domains/:domain/executions/batch",
+      {
+        config: { auth: { role: "runner", scope: "path" } },
+        attachValidation: true,
+        schema: {
+          summary: `Create up to ${MAX_BATCH} executions at once, all or none (Prefer: wait for their outcomes)`,
+          description: `Each item is a create body (\`workflow\` or \`launchPlan\`, \`inputs\`). Every item is resolved and checked first: if one is invalid the answer is its error (a 400 for bad inputs) with \`executions[<i>]: …\` in the message and \`details.index\`, and no execution is created. Otherwise all are created and the answer lists them in request order. ${WAIT_DESCRIPTION} The wait covers every execution of the batch.`,
+          tags: ["executions"],
+          params: scopeParams,
+          headers: preferHeader,
+          body: {
+            type: "object",
+            required: ["executions"],
+            additionalProperties: false,
+            properties: {
+              executions: { type: "array", minItems: 1, maxItems: MAX_BATCH, items: createBody },
+            },
+          },
+          response: {
+            201: {
+              description: "The executions, in request order",
+              headers: preferenceApplied,
+              type: "object",
+              required: ["executions"],
+              properties: { executions: { type: "array", items: executionRef } },
+            },
+            ...errorResponses(),
+          },
+        },
+      },
+      async (req, reply) => {
+        if (req.validationError) throw batchSchemaError(req.validationError);
+        await ctx.scopes.check(req.params.project, req.params.domain);
+        const targets = new Map<string, Promise<ResolvedTarget>>();
+        const items: ResolvedLaunch[] = [];
+        for (const [i, body] of req.body.executions.entries()) {
+          try {
+            items.push(await prepare(req.params, body, targets));
+          } catch (e) {
+            throw forItem(e, i);
+          }
+        }
+        return reply.status(201).send({ executions: await create(req, reply, req.params, items) });
       },
     );
 
@@ -271,7 +419,7 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
           inputs: inputsOf(rec),
           ...(rec.launchPlan ? { launchPlan: rec.launchPlan } : {}),
         };
-        return reply.status(201).send(await launch(req.params, resolved));
+        return reply.status(201).send(toApiExecution(await launch(req.params, resolved)));
       },
     );
 
@@ -304,7 +452,9 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
           inputs: inputsOf(rec),
           ...(rec.launchPlan ? { launchPlan: rec.launchPlan } : {}),
         };
-        return reply.status(201).send(await launch(req.params, resolved, { recoverFrom: rec.id }));
+        return reply
+          .status(201)
+          .send(toApiExecution(await launch(req.params, resolved, { recoverFrom: rec.id })));
       },
     );
 
