@@ -41,6 +41,8 @@ const SECONDS = Number(opt("seconds", 15));
 const WARMUP_S = Number(opt("warmup", 3));
 const CONCURRENCY = String(opt("concurrency", "8,32,128")).split(",").map(Number);
 const WAIT = opt("wait", "watch");
+if (!["watch", "poll", "prefer"].includes(WAIT)) throw new Error(`--wait must be watch, poll or prefer, not ${WAIT}`);
+const BATCH = Number(opt("batch", 1));
 const BACKEND = opt("backend", "process");
 const WORKERS = Number(opt("workers", 1));
 const PROFILE = args.includes("--profile");
@@ -137,16 +139,17 @@ const version = compiled.workflow.id.version;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
 
 /** One request over the keep-alive agent; resolves with the status and the whole body as text. */
-function request(method, target, body) {
+function request(method, target, body, extra = {}) {
   return new Promise((resolve, reject) => {
     const req = http.request(
       target,
       {
         method,
         agent,
-        headers: body
-          ? { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-          : {},
+        headers: {
+          ...(body ? { "content-type": "application/json", "content-length": Buffer.byteLength(body) } : {}),
+          ...extra,
+        },
       },
       (res) => {
         let text = "";
@@ -224,8 +227,36 @@ async function launch(i) {
   return { status: r.status, body: await r.json() };
 }
 
-async function one(i) {
+/** A launch answered when the execution is over: one request (`Prefer: wait`). */
+async function launchWaited(i) {
+  const payload = JSON.stringify({ workflow: { name: "b3_one", version }, inputs: { i } });
+  const r = await request("POST", `${S}/executions`, payload, { prefer: "wait=60" });
+  if (r.status !== 201) throw new Error(`launch failed: ${r.status} ${r.text}`);
+  return JSON.parse(r.text).phase;
+}
+
+/** `BATCH` executions created in one request and answered when all are over. */
+async function batch(i) {
   const t0 = performance.now();
+  const executions = Array.from({ length: BATCH }, (_, k) => ({
+    workflow: { name: "b3_one", version },
+    inputs: { i: i + k },
+  }));
+  const r = await request("POST", `${S}/executions/batch`, JSON.stringify({ executions }), { prefer: "wait=60" });
+  if (r.status !== 201) throw new Error(`batch launch failed: ${r.status} ${r.text.slice(0, 300)}`);
+  for (const e of JSON.parse(r.text).executions)
+    if (e.phase !== "succeeded") throw new Error(`execution ${e.id} ended ${e.phase}`);
+  return performance.now() - t0;
+}
+
+async function one(i) {
+  if (BATCH > 1) return batch(i);
+  const t0 = performance.now();
+  if (WAIT === "prefer") {
+    const phase = await launchWaited(i);
+    if (phase !== "succeeded") throw new Error(`an execution ended ${phase}`);
+    return performance.now() - t0;
+  }
   const { status, body } = await launch(i);
   if (status !== 201) throw new Error(`launch failed: ${status} ${JSON.stringify(body)}`);
   const phase = WAIT === "poll" ? await waitPoll(body.id) : await waitWatch(body.id);
@@ -250,11 +281,13 @@ async function closedLoop(c, seconds, warmup) {
     Array.from({ length: c }, async () => {
       while (performance.now() < end) {
         const began = performance.now();
-        const ms = await one(n++);
-        total++;
+        const i = n;
+        n += BATCH;
+        const ms = await one(i);
+        total += BATCH;
         if (began >= measureFrom) {
-          lat.push(ms);
-          measuredDone++;
+          for (let k = 0; k < BATCH; k++) lat.push(ms);
+          measuredDone += BATCH;
           firstMeasured = Math.min(firstMeasured, began);
           lastDone = Math.max(lastDone, performance.now());
         }

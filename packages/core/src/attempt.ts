@@ -34,6 +34,8 @@ export interface AttemptHost {
   readonly pollMaxMs: number;
   readonly maxCheckErrors: number;
   readonly execution: TaskContext["execution"];
+  /** The execution started fresh here (see `TaskContext.attempt.firstLaunch`). */
+  readonly fresh: boolean;
   /** Wait for a plugin slot (`limits`); `onWait` reports waiting-for-resources. */
   acquireSlot(p: BackendPlugin<any>, onWait: () => void, signal?: AbortSignal): Promise<() => void>;
   /** A phase the plugin reported (not terminal ones: the caller records those). */
@@ -51,7 +53,7 @@ const noop = () => {};
  */
 export class AttemptContext implements TaskContext {
   readonly node: { readonly id: string };
-  readonly attempt: { readonly id: string; readonly number: number; readonly interruptible: boolean };
+  readonly attempt: TaskContext["attempt"];
   readonly task: TaskSpec;
   readonly outputPrefix: string;
   readonly checkpointPrefix: string;
@@ -73,7 +75,12 @@ export class AttemptContext implements TaskContext {
     const attemptNo = n.attempts;
     this.execution = host.execution;
     this.node = n.ctxNode;
-    this.attempt = { id: `${host.execution.id}-${n.fqId}-${attemptNo}`, number: attemptNo, interruptible };
+    this.attempt = {
+      id: `${host.execution.id}-${n.fqId}-${attemptNo}`,
+      number: attemptNo,
+      interruptible,
+      ...(host.fresh ? { firstLaunch: true } : {}),
+    };
     this.task = n.task;
     this.checkpointPrefix = n.prefix;
     this.outputPrefix = `${n.prefix}/${attemptNo}`;

@@ -152,6 +152,12 @@ export interface StartOptions {
    */
   startSeq?: number;
   resume?: (nodeId: string) => ResumedNode | undefined;
+  /**
+   * No attempt of this execution was ever launched: it is new, not resumed from stored
+   * events. Plugins are told (`TaskContext.attempt.firstLaunch`) and may skip looking
+   * for earlier work to adopt. @default false
+   */
+  fresh?: boolean;
   /** Parent of a child execution (launch plans run as nodes). */
   parent?: { execution: string; node: string };
 }
@@ -503,6 +509,7 @@ class Execution implements AttemptHost {
   readonly pollMinMs: number;
   readonly pollMaxMs: number;
   readonly maxCheckErrors: number;
+  readonly fresh: boolean;
 
   constructor(
     private readonly engine: Engine,
@@ -522,6 +529,7 @@ class Execution implements AttemptHost {
     this.pollMinMs = eo.pollMinMs;
     this.pollMaxMs = eo.pollMaxMs;
     this.maxCheckErrors = eo.maxCheckErrors;
+    this.fresh = opts.fresh === true;
     this.maxParallelism = opts.maxParallelism ?? wf.maxParallelism ?? Number.POSITIVE_INFINITY;
     this.tasks = { ...spec.tasks };
     this.subworkflows = { ...(spec.subworkflows ?? {}) };

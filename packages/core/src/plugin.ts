@@ -64,6 +64,13 @@ export interface TaskContext {
     /** 1-based. */
     readonly number: number;
     readonly interruptible: boolean;
+    /**
+     * True when no attempt with this id can have been launched before: its execution
+     * started fresh in this engine (not resumed from stored events). A plugin that looks
+     * for earlier work of the attempt on `launch` (to adopt it after a restart) may skip
+     * the look then. Absent or false: look.
+     */
+    readonly firstLaunch?: boolean;
   };
   readonly task: TaskSpec;
   /** The node's inputs as literals (by-reference values are URIs). */

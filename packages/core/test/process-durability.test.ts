@@ -162,6 +162,22 @@ describe("process backend: adopting attempts after a restart", () => {
     expect(st.error).toMatchObject({ kind: "user", message: "recorded failure" });
   });
 
+  it("does not look for earlier work of an attempt marked firstLaunch: it runs it", async () => {
+    const a = await engine();
+    const first = context(a.local, spec("nap"), { ms: 0, v: 41 });
+    const s1 = (await a.plugin.launch(first.ctx)) as State;
+    expect(await until(a.plugin, first.ctx, s1)).toMatchObject({ phase: "succeeded", outputs: 41 });
+    // The same attempt id, said to be launched for the first time (a new execution): the
+    // recorded result is not looked for, the attempt runs with its own inputs.
+    const b = await engine();
+    const again = context(b.local, spec("nap"), { ms: 0, v: 7 }, first.ctx.node.id);
+    const fresh = { ...again.ctx, attempt: { ...again.ctx.attempt, firstLaunch: true } };
+    const s2 = (await b.plugin.launch(fresh)) as State;
+    expect(s2.adopted).toBeUndefined();
+    expect(await until(b.plugin, fresh, s2)).toMatchObject({ phase: "succeeded", outputs: 7 });
+    expect(b.plugin.pids).toHaveLength(1);
+  });
+
   it("re-attaches to an attempt still running in another engine's worker, and completes with its result", async () => {
     const a = await engine();
     const first = context(a.local, spec("nap"), { ms: 1500, v: 7 });

@@ -307,7 +307,8 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
       );
     }
     // The attempt may have run already, under an engine that stopped: adopt, never rerun.
-    const adopted = this.durable ? this.adopt(ctx) : undefined;
+    // (A new execution's attempt cannot have: nothing to look for.)
+    const adopted = this.durable && !ctx.attempt.firstLaunch ? this.adopt(ctx) : undefined;
     if (adopted) return adoptedState(adopted);
     this.script ??= workerScript();
     const msg: RunMessage = {

@@ -242,6 +242,7 @@ export class ExecutionRun {
       startSeq: seq,
       reuse: (node) => reuse.get(node),
       resume: (node) => state.nodes.get(node),
+      fresh,
       onEvent: (e) => this.onEvent(e),
       signals: this.signalProvider(),
       ...(this.rec.parent ? { parent: this.rec.parent } : {}),
