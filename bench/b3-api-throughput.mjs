@@ -41,7 +41,8 @@ const SECONDS = Number(opt("seconds", 15));
 const WARMUP_S = Number(opt("warmup", 3));
 const CONCURRENCY = String(opt("concurrency", "8,32,128")).split(",").map(Number);
 const WAIT = opt("wait", "watch");
-if (!["watch", "poll", "prefer"].includes(WAIT)) throw new Error(`--wait must be watch, poll or prefer, not ${WAIT}`);
+if (!["watch", "poll", "prefer"].includes(WAIT))
+  throw new Error(`--wait must be watch, poll or prefer, not ${WAIT}`);
 const BATCH = Number(opt("batch", 1));
 const BACKEND = opt("backend", "process");
 const WORKERS = Number(opt("workers", 1));
@@ -242,7 +243,9 @@ async function batch(i) {
     workflow: { name: "b3_one", version },
     inputs: { i: i + k },
   }));
-  const r = await request("POST", `${S}/executions/batch`, JSON.stringify({ executions }), { prefer: "wait=60" });
+  const r = await request("POST", `${S}/executions/batch`, JSON.stringify({ executions }), {
+    prefer: "wait=60",
+  });
   if (r.status !== 201) throw new Error(`batch launch failed: ${r.status} ${r.text.slice(0, 300)}`);
   for (const e of JSON.parse(r.text).executions)
     if (e.phase !== "succeeded") throw new Error(`execution ${e.id} ended ${e.phase}`);
