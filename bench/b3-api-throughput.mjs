@@ -170,6 +170,7 @@ function waitWatchHttp(id) {
   return new Promise((resolve, reject) => {
     const req = http.get(`${S}/executions/${id}/watch`, { agent }, (res) => {
       let buf = "";
+      let done = false;
       res.setEncoding("utf8");
       res.on("data", (c) => {
         buf += c;
@@ -177,10 +178,15 @@ function waitWatchHttp(id) {
         if (i < 0) return;
         const data = /data: (.*)\n/.exec(buf.slice(i))?.[1];
         if (!data) return;
-        res.destroy(); // the stream ends with the execution: free the socket at once
+        // The server ends the response right after `end`: the socket goes back to the pool.
+        done = true;
+        res.removeAllListeners("data");
+        res.resume();
         resolve(JSON.parse(data).phase);
       });
-      res.on("end", () => reject(new Error(`watch of ${id} closed without its end`)));
+      res.on("end", () => {
+        if (!done) reject(new Error(`watch of ${id} closed without its end`));
+      });
     });
     req.on("error", reject);
   });

@@ -66,8 +66,18 @@ export function streamExecution(
     });
     res.write("retry: 1000\n\n");
 
+    let corked = false;
     const write = (text: string): Promise<void> | undefined => {
       if (ended || res.destroyed) return undefined;
+      // What is written in one tick (an engine burst, the last event and `end`) goes out in one send.
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(() => {
+          corked = false;
+          res.uncork();
+        });
+      }
       if (res.write(text)) return undefined;
       return new Promise((r) => res.once("drain", () => r()));
     };
@@ -112,6 +122,9 @@ export function streamExecution(
      * the last events are stored).
      */
     const settleEnd = async () => {
+      // Driven here: the run says when its end is stored, no need to read the store for it.
+      const here = await ctx.executor.ended(execution);
+      if (here) return finish(here.phase);
       for (let delay = 5; !ended; delay = Math.min(ctx.watchPollMs, delay * 2)) {
         try {
           const rec = await ctx.store.executions.get(execution, { spec: false });
@@ -166,7 +179,10 @@ export function streamExecution(
       }
     };
 
-    if (!opts.terminal) unsubscribe = ctx.executor.subscribe(execution, onLive);
+    // Driven here: its whole history is in memory, the subscription replays it.
+    const here = !opts.terminal && ctx.executor.drives(execution);
+    if (here) unsubscribe = ctx.executor.subscribe(execution, onLive, lastSent);
+    else if (!opts.terminal) unsubscribe = ctx.executor.subscribe(execution, onLive);
     heartbeat = setInterval(() => void write(": heartbeat\n\n"), ctx.heartbeatMs);
     // Polls start fast and slow down to watchPollMs: right after subscribing, events emitted
     // just before (and the end of a very short execution) are only in the store.
@@ -182,6 +198,6 @@ export function streamExecution(
     schedulePoll();
     ctx.streams.add(close);
     res.on("close", close);
-    void fill();
+    if (!here) void fill();
   });
 }

@@ -285,15 +285,20 @@ export class Executor {
     this.runs.get(id)?.wake.get(node)?.();
   }
 
-  /** Live events of an execution running on this replica (stored events come from the store). */
-  subscribe(id: string, listener: (e: ExecutionEvent) => void): () => void {
+  /**
+   * Live events of an execution running on this replica. First the listener gets the
+   * events emitted before now and not stored yet (with the store's, it misses none); with
+   * `after`, every event after that seq instead, stored or not, when this replica drives
+   * the execution (see {@link drives}): then nothing needs reading from the store.
+   */
+  subscribe(id: string, listener: (e: ExecutionEvent) => void, after?: number): () => void {
     let set = this.listeners.get(id);
     if (!set) this.listeners.set(id, (set = new Set()));
     set.add(listener);
-    // Events emitted before now and not stored yet: with the store's, the listener misses none.
     const run = this.runs.get(id);
     if (run?.driving && run.log) {
-      for (const e of run.log.queued()) {
+      const past = after === undefined ? run.log.queued() : run.history.filter((e) => e.seq > after);
+      for (const e of past) {
         try {
           listener(e);
         } catch {
@@ -313,6 +318,23 @@ export class Executor {
    */
   drives(id: string): boolean {
     return this.runs.get(id)?.driving === true;
+  }
+
+  /**
+   * For an execution this replica drives now: resolves when the run is over, with the
+   * terminal record it stored, or undefined when it stopped driving the execution without
+   * ending it (detached). Undefined when it does not drive the execution.
+   */
+  ended(id: string): Promise<ExecutionRecord | undefined> | undefined {
+    const run = this.runs.get(id);
+    if (!run?.driving) return undefined;
+    return run.done.then(() => (TERMINAL.has(run.record.phase) ? run.record : undefined));
+  }
+
+  /** The record of an execution this replica drives now, as it knows it (no store read). */
+  record(id: string): ExecutionRecord | undefined {
+    const run = this.runs.get(id);
+    return run?.driving ? run.record : undefined;
   }
 
   /** Called with the record of every execution that ends on this replica. */

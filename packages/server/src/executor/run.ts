@@ -73,6 +73,12 @@ export class ExecutionRun {
   readonly claimedAt = Date.now();
   handle?: ExecutionHandle;
   log?: EventLog;
+  /**
+   * Every event of the execution, stored or not, in order, once the run drives it (the
+   * stored ones it resumed from, then each it emitted): watchers of an execution driven
+   * here read its history from memory, not from the store.
+   */
+  history: ExecutionEvent[] = [];
   /** Gates waiting for a signal, woken by a local `signal()`. */
   readonly wake = new Map<string, () => void>();
   /** Settles when the run is over (finished, detached or failed to start). */
@@ -95,6 +101,11 @@ export class ExecutionRun {
   ) {
     this.id = rec.id;
     this.done = this.run();
+  }
+
+  /** The execution's record as this run knows it: terminal once the run recorded its end. */
+  get record(): ExecutionRecord {
+    return this.rec;
   }
 
   /** Whether the run is over. */
@@ -177,6 +188,7 @@ export class ExecutionRun {
     const queued = this.rec.phase === "queued" && this.rec.startedAt === undefined;
     const fresh = this.created || queued;
     const stored = fresh ? [] : await readAllEvents(store, this.id);
+    this.history = stored;
     const t1 = Date.now();
     const state = replay(stored);
     if (this.stopping()) return;
@@ -283,6 +295,7 @@ export class ExecutionRun {
   }
 
   private onEvent(e: ExecutionEvent): void {
+    this.history.push(e);
     this.log?.push(e);
     const ls = this.host.listeners(this.id);
     if (ls) {

@@ -114,13 +114,20 @@ function batchSchemaError(err: Error): unknown {
   return badRequest(`executions[${index}]: ${error.message}`, error.hint, { ...error.details, index });
 }
 
-/** The execution `id` of the path's project and domain, or a 404. Without `spec`, its spec document is not read. */
+/**
+ * The execution `id` of the path's project and domain, or a 404. Without `spec`, its spec
+ * document is not read. With `live`, the record of an execution this replica drives is the
+ * executor's (its phase may lag a termination request: for scope checks).
+ */
 export async function scopedExecution(
   ctx: ApiContext,
   p: IdParams,
-  opts: { spec?: boolean } = {},
+  opts: { spec?: boolean; live?: boolean } = {},
 ): Promise<ExecutionRecord> {
-  const rec = await ctx.store.executions.get(p.id, { spec: opts.spec === true });
+  // With `live`, an execution driven here is checked against the executor's record (no store read).
+  const rec =
+    (opts.live ? ctx.executor.record(p.id) : undefined) ??
+    (await ctx.store.executions.get(p.id, { spec: opts.spec === true }));
   if (!rec || rec.project !== p.project || rec.domain !== p.domain) {
     throw notFound(
       `execution "${p.id}" does not exist in ${p.project}/${p.domain}`,

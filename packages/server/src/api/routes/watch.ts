@@ -105,7 +105,7 @@ export function watchRoutes(ctx: ApiContext): FastifyPluginAsync {
         },
       },
       async (req, reply) => {
-        const rec = await scopedExecution(ctx, req.params);
+        const rec = await scopedExecution(ctx, req.params, { live: true });
         const header = req.headers["last-event-id"];
         let after = req.query.after ?? 0;
         if (typeof header === "string" && header !== "") {
