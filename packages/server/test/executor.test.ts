@@ -116,6 +116,30 @@ describe("Executor", () => {
     expect(secondStart).toBeGreaterThanOrEqual((await store.executions.get(first.rec.id))!.endedAt!);
   });
 
+  it("replays a driven execution's whole history, stored or not, to a subscriber that gives its position", async () => {
+    const store = await stores.open();
+    const ex = await executor(store, "history");
+    ex.start();
+    const { id, log } = await launch(ex, "l0_1", 1500);
+    await waitFor("the slow node to start", () => readBodyLog(log).some((r) => r.node === "l0_1"), 30_000);
+    expect(ex.drives(id)).toBe(true);
+    const storedBefore = await store.events.lastSeq(id);
+    expect(storedBefore).toBeGreaterThan(2);
+    // From seq 2 on: what the store has (read from memory, not from it) and everything after.
+    const seen: ExecutionEvent[] = [];
+    const off = ex.subscribe(id, (e) => seen.push(e), 2);
+    expect(seen[0]?.seq).toBe(3);
+    const rec = await finished(store, id);
+    off();
+    expect(rec.phase).toBe("succeeded");
+    const stored = await readAllEvents(store, id);
+    expect(seen.map((e) => [e.seq, e.node, e.phase])).toEqual(
+      stored.slice(2).map((e) => [e.seq, e.node, e.phase]),
+    );
+    expect(ex.drives(id)).toBe(false);
+    expect(ex.record(id)).toBeUndefined();
+  });
+
   it("retries failed appends without losing or reordering events", async () => {
     const store = await stores.open();
     const realAppend = store.events.append.bind(store.events);
