@@ -9,7 +9,7 @@
  * limits, the failure policy, abort, and the cache. Plugins only launch, check
  * and abort work.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomFillSync } from "node:crypto";
 import { Attempt, type AttemptHost, type AttemptNode } from "./attempt.js";
 import type { BlobStore } from "./blob.js";
 import { type CacheProducer, type Catalog, cacheKey, stripLocal } from "./catalog.js";
@@ -201,9 +201,19 @@ export type SignalProvider = (req: SignalRequest) => Promise<SignalAnswer>;
 
 const TERMINAL: ReadonlySet<NodePhase> = new Set(["succeeded", "failed", "skipped", "aborted"]);
 
+/** Random bytes for ids, drawn from the OS in blocks (one call per 512 ids, not one each). */
+const idEntropy = Buffer.alloc(6 * 512);
+let idEntropyAt = idEntropy.length;
+
 export function newExecutionId(): string {
+  if (idEntropyAt === idEntropy.length) {
+    randomFillSync(idEntropy);
+    idEntropyAt = 0;
+  }
+  const random = idEntropy.toString("hex", idEntropyAt, idEntropyAt + 6);
+  idEntropyAt += 6;
   // Lowercase and starting with a letter: valid in URLs, DNS labels and pod names.
-  return `x${Date.now().toString(36).slice(-5)}${randomBytes(6).toString("hex")}`;
+  return `x${Date.now().toString(36).slice(-5)}${random}`;
 }
 
 /** Delay before retry `n` (1-based): `min(max, base·factor^(n-1))` spread by ±jitter, never above `max`. */

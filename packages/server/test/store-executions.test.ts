@@ -126,6 +126,26 @@ describe.each(BACKENDS)("store on %s", (backend) => {
       expect(owed.map((o) => o.execution)).toEqual(["g2"]);
     });
 
+    it("stores a batch of any size whole: 300 events and their 300 node rows (statements of 256, 32, 8 and 4 rows)", async () => {
+      const store = await stores.open();
+      await store.executions.create(
+        execution("big", { phase: "running", owner: "me", leaseExpiresAt: Date.now() + 60_000 }),
+      );
+      const batch = Array.from({ length: 300 }, (_, i) => ({
+        seq: i + 1,
+        at: i,
+        node: `n${i}`,
+        phase: "queued",
+      }));
+      const nodes = batch.map((e) => ({ execution: "big", nodeId: e.node, phase: "queued" }));
+      const out = await store.events.writeGroup({
+        appends: [{ execution: "big", owner: "me", events: batch, nodes }],
+      });
+      expect(out.appended).toEqual([undefined]);
+      expect((await store.events.list("big")).map((e) => e.seq)).toEqual(batch.map((e) => e.seq));
+      expect(await store.nodes.list("big")).toHaveLength(300);
+    });
+
     it("records no end when the batch that carries it is refused", async () => {
       const store = await stores.open();
       await store.executions.create(

@@ -105,6 +105,14 @@ export interface LaunchRequest {
 
 const TERMINAL = new Set(["succeeded", "failed", "aborted"]);
 
+/** One spec document per compiled workflow object: the store digests each document once. */
+const specs = new WeakMap<CompiledWorkflow, Json>();
+function storedSpec(compiled: CompiledWorkflow): Json {
+  let spec = specs.get(compiled);
+  if (!spec) specs.set(compiled, (spec = { compiled } as unknown as Json));
+  return spec;
+}
+
 /**
  * What {@link Executor.launch} checks before it creates anything: the compiled workflow
  * (unless this very object was validated in this process) and the inputs against its
@@ -245,7 +253,7 @@ export class Executor {
       phase: takeNow ? "running" : "queued",
       ...(takeNow ? { owner: this.owner, leaseExpiresAt: now + this.leaseTtlMs, startedAt: now } : {}),
       inputs: inputs as Json,
-      spec: { compiled } as unknown as Json,
+      spec: storedSpec(compiled),
     });
     if (takeNow && !this.closed) this.startRun(record, true);
     else if (this.timer) void this.tick();

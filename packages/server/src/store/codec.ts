@@ -67,10 +67,3 @@ export function definedOnly<T extends object>(o: T): Partial<T> {
   for (const k of Object.keys(o) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k];
   return out;
 }
-
-/** Split `items` into runs of at most `size` (bulk inserts stay under parameter limits). */
-export function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}

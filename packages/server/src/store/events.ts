@@ -6,7 +6,7 @@
  */
 import type { ExecutionEvent, TernError } from "@tern/core";
 import type { Kysely } from "kysely";
-import { chunks, fromJson, type StoreContext, toJson } from "./codec.js";
+import { fromJson, type StoreContext, toJson } from "./codec.js";
 import { isForeignKeyViolation, isUniqueViolation, StoreErrorCodes, storeError } from "./errors.js";
 import type { ExecutionPatch, ExecutionRecord, ExecutionRepository, NewExecution } from "./executions.js";
 import { type NodeExecutionUpsert, upsertNodeRows } from "./nodes.js";
@@ -58,7 +58,6 @@ function eventRows(execution: string, events: readonly EventInput[]): EventsTabl
   }));
 }
 
-const ROWS_PER_INSERT = 500;
 const EVENT_COLUMNS = ["execution", "seq", "at", "node_id", "phase", "attempt", "body"] as const;
 
 export class EventRepository {
@@ -178,14 +177,13 @@ export class EventRepository {
         if (it.nodes) nodes.push(...it.nodes);
         if (it.finish) finishes.push({ id: it.execution, owner: it.owner, patch: it.finish });
       });
-      for (const batch of chunks(rows, ROWS_PER_INSERT))
-        await insertRows(
-          trx,
-          this.ctx.dialect,
-          "events",
-          EVENT_COLUMNS,
-          batch as unknown as Record<string, unknown>[],
-        );
+      await insertRows(
+        trx,
+        this.ctx.dialect,
+        "events",
+        EVENT_COLUMNS,
+        rows as unknown as Record<string, unknown>[],
+      );
       if (nodes.length) await upsertNodeRows(trx, this.ctx.dialect, nodes, now);
       // After the events: an execution's end is recorded with (never before) its last batch.
       for (const f of finishes)

@@ -8,7 +8,6 @@ import { createHash } from "node:crypto";
 import type { ErrorDocument, Json, TernError } from "@tern/core";
 import { type Kysely, sql } from "kysely";
 import {
-  chunks,
   decodeCursor,
   definedOnly,
   encodeCursor,
@@ -163,8 +162,6 @@ function toRecord(row: ExecutionsTable, spec: Json): ExecutionRecord {
   return Object.assign(r, definedOnly(optional));
 }
 
-/** Executions per insert statement (22 parameters each). */
-const ROWS_PER_INSERT = 500;
 /** Parsed spec documents kept in memory, by digest (they never change). */
 const SPEC_CACHE_SIZE = 512;
 /** Digests known to be stored, remembered so a launch does not write its spec again. */
@@ -296,17 +293,15 @@ export class ExecutionRepository {
     const stored = await this.specs.write(db, specs, now);
     const inserted = new Set<string>();
     const columns = Object.keys(rows[0] ?? {});
-    for (const batch of chunks(rows, ROWS_PER_INSERT)) {
-      const got = await insertRows<{ id: string }>(
-        db,
-        this.ctx.dialect,
-        "executions",
-        columns,
-        batch as unknown as Record<string, unknown>[],
-        'on conflict ("id") do nothing returning "id"',
-      );
-      for (const g of got) inserted.add(g.id);
-    }
+    const got = await insertRows<{ id: string }>(
+      db,
+      this.ctx.dialect,
+      "executions",
+      columns,
+      rows as unknown as Record<string, unknown>[],
+      'on conflict ("id") do nothing returning "id"',
+    );
+    for (const g of got) inserted.add(g.id);
     // Their notifications are owed from the moment they exist (see NotificationOutbox).
     const owed = rows.filter((r) => r.launch_plan_name !== null && inserted.has(r.id));
     if (owed.length) {

@@ -6,7 +6,6 @@
 import type { ErrorDocument, Json } from "@tern/core";
 import type { Kysely } from "kysely";
 import {
-  chunks,
   definedOnly,
   fromIntBool,
   fromJsonOrUndefined,
@@ -205,7 +204,7 @@ const NODE_COLUMNS = [
 ] as const satisfies readonly (keyof NodeExecutionsTable)[];
 const NODE_UPSERT = upsertClause(["execution", "node_id"], NODE_COLUMNS);
 
-/** Replace the stored rows of `rows`' nodes, in statements of 500 rows (inside the caller's transaction). */
+/** Replace the stored rows of `rows`' nodes (inside the caller's transaction). */
 export async function upsertNodeRows(
   db: Kysely<Database>,
   dialect: DialectName,
@@ -233,13 +232,12 @@ export async function upsertNodeRows(
     ended_at: r.endedAt ?? null,
     updated_at: now,
   }));
-  for (const batch of chunks(full, 500))
-    await insertRows(
-      db,
-      dialect,
-      "node_executions",
-      NODE_COLUMNS,
-      batch as unknown as Record<string, unknown>[],
-      NODE_UPSERT,
-    );
+  await insertRows(
+    db,
+    dialect,
+    "node_executions",
+    NODE_COLUMNS,
+    full as unknown as Record<string, unknown>[],
+    NODE_UPSERT,
+  );
 }

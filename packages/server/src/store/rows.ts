@@ -39,9 +39,35 @@ function valuesList(dialect: DialectName, rows: number, cols: number): string {
 
 /**
  * Insert `rows` (objects with exactly `columns`) into `table`, with `suffix` (an ON
- * CONFLICT or RETURNING clause, constant text) appended. Returns the statement's rows.
+ * CONFLICT or RETURNING clause, constant text) appended. Returns the statements' rows.
+ *
+ * The rows go in statements of power-of-two sizes (37 rows: 32, 4, 1), so a table sees a
+ * few statement texts, which stay prepared in the driver's cache, instead of one text per
+ * row count, each parsed anew.
  */
 export async function insertRows<R = unknown>(
+  db: Db,
+  dialect: DialectName,
+  table: string,
+  columns: readonly string[],
+  rows: readonly Record<string, unknown>[],
+  suffix = "",
+): Promise<R[]> {
+  const out: R[] = [];
+  for (let at = 0; at < rows.length; ) {
+    let size = MAX_ROWS;
+    while (size > rows.length - at) size >>= 1;
+    const got = await insertExactly<R>(db, dialect, table, columns, rows.slice(at, at + size), suffix);
+    for (const r of got) out.push(r);
+    at += size;
+  }
+  return out;
+}
+
+/** Rows per statement at most (a power of two; 22 columns × 256 stays under every parameter limit). */
+const MAX_ROWS = 256;
+
+async function insertExactly<R>(
   db: Db,
   dialect: DialectName,
   table: string,
