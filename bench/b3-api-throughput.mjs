@@ -338,6 +338,7 @@ let profile;
 if (PROFILE) {
   const file = fs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
   const prof = JSON.parse(fs.readFileSync(path.join(profDir, file), "utf8"));
+  if (process.env.B3_KEEP_PROFILE) fs.copyFileSync(path.join(profDir, file), process.env.B3_KEEP_PROFILE);
   const self = new Map();
   const dt = prof.timeDeltas;
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));

@@ -153,12 +153,14 @@ export class CompiledWorkflows {
    * loser's bundle there; the registry's rows are what was accepted.
    */
   async get(id: Identifier): Promise<CompiledWorkflow> {
-    const key = compiledKey(id);
-    const hit = this.cache.get(key);
+    // Every launch comes through here: the cache key is plain text, the blob key a digest.
+    const mem = `${id.project}\u0000${id.domain}\u0000${id.name}\u0000${id.version}`;
+    const hit = this.cache.get(mem);
     if (hit) {
-      this.remember(key, hit);
+      this.remember(mem, hit);
       return hit;
     }
+    const key = compiledKey(id);
     const rec = await this.store.registry.get("workflow", id);
     if (!rec) {
       throw new TernError(
@@ -180,7 +182,7 @@ export class CompiledWorkflows {
       compiled = await assembleCompiled(rec.spec, registryLookup(this.store, id.project, id.domain));
       await this.blobs.put(key, JSON.stringify(compiled));
     }
-    this.remember(key, compiled);
+    this.remember(mem, compiled);
     return compiled;
   }
 

@@ -101,6 +101,8 @@ export interface LaunchRequest {
   launchPlan?: { name: string; version: string };
   recoverFrom?: string;
   parent?: { execution: string; node: string };
+  /** `compiled` and `inputs` are what {@link checkLaunch} returned: not checked again. */
+  checked?: boolean;
 }
 
 const TERMINAL = new Set(["succeeded", "failed", "aborted"]);
@@ -228,7 +230,9 @@ export class Executor {
    * `TERN_E_CONFLICT` (which makes a retried launch idempotent).
    */
   async launch(req: LaunchRequest): Promise<ExecutionRecord> {
-    const { compiled, inputs } = checkLaunch(req.compiled, req.inputs);
+    const { compiled, inputs } = req.checked
+      ? { compiled: req.compiled, inputs: req.inputs }
+      : checkLaunch(req.compiled, req.inputs);
     const id = req.id ?? newExecutionId();
     const wf = compiled.workflow.id;
     // With room and a lease that is current, the new execution is created already ours and

@@ -155,14 +155,19 @@ const KNOWN_PHASES = ["queued", "running", "aborting", "succeeded", "failed", "a
 export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
   const waits = new ExecutionWaits(ctx);
 
-  const launch = (scope: Scope, resolved: ResolvedLaunch, extra: { recoverFrom?: string } = {}) => {
-    checkInputRefs(ctx, resolved.inputs);
+  const launch = (
+    scope: Scope,
+    resolved: ResolvedLaunch & { checked?: boolean },
+    extra: { recoverFrom?: string } = {},
+  ) => {
+    if (!resolved.checked) checkInputRefs(ctx, resolved.inputs);
     return ctx.executor.launch({
       project: scope.project,
       domain: scope.domain,
       compiled: resolved.compiled,
       inputs: resolved.inputs,
       ...(resolved.launchPlan ? { launchPlan: resolved.launchPlan } : {}),
+      ...(resolved.checked ? { checked: true } : {}),
       ...extra,
     });
   };
@@ -175,7 +180,7 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
     scope: Scope,
     body: CreateBody,
     targets: Map<string, Promise<ResolvedTarget>> = new Map(),
-  ): Promise<ResolvedLaunch> => {
+  ): Promise<ResolvedLaunch & { checked: true }> => {
     needOneTarget(body);
     const named = body.workflow ?? body.launchPlan!;
     const key = `${body.workflow ? "workflow" : "launchPlan"}\0${named.name}\0${named.version ?? ""}`;
@@ -183,8 +188,9 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
     if (!target) targets.set(key, (target = resolveTarget(ctx, scope.project, scope.domain, body)));
     const resolved = withInputs(await target, body.inputs ?? {});
     checkInputRefs(ctx, resolved.inputs);
-    checkLaunch(resolved.compiled, resolved.inputs);
-    return resolved;
+    // Checked here once; launching takes them as they are (defaults filled in).
+    const { compiled, inputs } = checkLaunch(resolved.compiled, resolved.inputs);
+    return { ...resolved, compiled, inputs, checked: true };
   };
 
   /**
@@ -195,7 +201,7 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
     req: FastifyRequest,
     reply: FastifyReply,
     scope: Scope,
-    items: readonly ResolvedLaunch[],
+    items: readonly (ResolvedLaunch & { checked?: boolean })[],
   ): Promise<Record<string, unknown>[]> => {
     const recs = await Promise.all(items.map((item) => launch(scope, item)));
     const wait = preferredWait(req.headers.prefer);
