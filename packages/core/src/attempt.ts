@@ -45,6 +45,14 @@ export interface AttemptHost {
 type NodePhaseLike = TaskPhase | "waiting-for-resources" | "initializing";
 
 export const MAX_LOG_LINES = 10_000;
+
+/**
+ * The id of attempt `attempt` (1-based) of node `node` (its full id, as in events) of an
+ * execution: stable across engine restarts (see `TaskContext.attempt.id`).
+ */
+export function attemptId(execution: string, node: string, attempt: number): string {
+  return `${execution}-${node}-${attempt}`;
+}
 const noop = () => {};
 
 /**
@@ -76,7 +84,7 @@ export class AttemptContext implements TaskContext {
     this.execution = host.execution;
     this.node = n.ctxNode;
     this.attempt = {
-      id: `${host.execution.id}-${n.fqId}-${attemptNo}`,
+      id: attemptId(host.execution.id, n.fqId, attemptNo),
       number: attemptNo,
       interruptible,
       ...(host.fresh ? { firstLaunch: true } : {}),

@@ -272,6 +272,22 @@ export class Engine {
     return this.start(compiled, inputs, opts).result;
   }
 
+  /**
+   * Tell the plugins that the outcomes of these attempts (see `attemptId`) are stored
+   * durably by the caller, so recovery data kept for them may go (see
+   * `BackendPlugin.recorded`). A plugin's failure here is its own.
+   */
+  recorded(attempts: readonly string[]): void {
+    if (attempts.length === 0) return;
+    for (const p of this.opts.registry.plugins) {
+      try {
+        p.recorded?.(attempts);
+      } catch {
+        // advisory: the plugin keeps its recovery data
+      }
+    }
+  }
+
   /** Abort running executions and close plugins. */
   async close(): Promise<void> {
     await Promise.all([...this.executions].map((e) => e.abort("engine closing")));

@@ -20,6 +20,7 @@
 // tsyringe needs the Reflect polyfill before it loads: keep this import first.
 import "reflect-metadata";
 
+export { attemptId } from "./attempt.js";
 export { InlineBackend, TASK_RESOLVER, type TaskResolver } from "./backends/inline.js";
 export { type BlobStore, digestPath, LocalBlobStore, putContent } from "./blob.js";
 export { type Bundle, bundleEntry, bundlePath, findProjectRoot, importBundle } from "./bundle.js";

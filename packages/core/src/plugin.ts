@@ -116,6 +116,13 @@ export interface BackendPlugin<S extends Json = Json> {
   /** Check a task spec before anything runs (bad resources, unknown keys…); throw a TernError. */
   validate?(task: TaskSpec): void;
   readonly limits?: BackendLimits;
+  /**
+   * The engine's caller stored the outcomes of these attempts durably (by `ctx.attempt.id`,
+   * see `attemptId`): whatever the plugin keeps so that a restarted engine could adopt
+   * them (journals, result files) is no longer needed for them. Optional, advisory: a
+   * plugin that never hears it keeps recovery data as before.
+   */
+  recorded?(attempts: readonly string[]): void;
   /** Release pooled resources when the engine closes. */
   close?(): Promise<void>;
 }

@@ -211,9 +211,13 @@ export async function createControlPlane(opts: ServeOptions = {}): Promise<Contr
           ...(schedulerLogger ? { logger: schedulerLogger } : {}),
         })
       : undefined;
-    // Stored work resumes first: a restarted server re-attaches to its executions while the
-    // API (fastify, OpenAPI, metrics) and the scheduler are still loading.
-    if (opts.runExecutor !== false) exec.start();
+    // Stored work resumes first: a restarted server re-attaches to its executions, and only
+    // once their work is under way again (or after 2 s) loads the API (fastify, OpenAPI,
+    // metrics) and the scheduler, whose module loading would hold the resume up.
+    if (opts.runExecutor !== false) {
+      exec.start();
+      await exec.resumed();
+    }
     const [{ buildApp }, { Metrics }, { Scheduler }] = await Promise.all([
       import("./api/app.js"),
       import("./metrics.js"),

@@ -46,6 +46,8 @@ import {
 
 /** Directory of the journals, inside the blob root. */
 export const JOURNAL_DIR = ".tern-journal";
+/** Recorded attempt ids a worker remembers at most (see JournalWriter.forget). */
+const MAX_RECORDED = 200_000;
 /** Size after which a worker starts a new journal file and settles the old one. */
 export const ROTATE_BYTES = 4 * 1024 * 1024;
 
@@ -80,6 +82,8 @@ export class JournalWriter {
   private file = "";
   private settling: Promise<void> = Promise.resolve();
   private readonly dir: string;
+  /** Attempts whose outcomes the engine's caller stored: settling writes no result file for them. */
+  private readonly recorded = new Set<string>();
 
   constructor(
     private readonly rootDir: string,
@@ -104,6 +108,18 @@ export class JournalWriter {
   /** Record that the attempt was given back without a result (it runs again elsewhere). */
   released(attempt: string, prefix: string): void {
     this.append(`{"x":${JSON.stringify(attempt)},"p":${JSON.stringify(prefix)}}\n`);
+  }
+
+  /**
+   * The engine's caller stored these attempts' outcomes durably (see
+   * `BackendPlugin.recorded`): when their journal file is settled, their results need no
+   * file of their own — nobody will adopt them. Most results then cost nothing more than
+   * their two journal lines.
+   */
+  forget(attempts: readonly string[]): void {
+    // Bounded: an id left over (its file settled elsewhere) must not pile up forever.
+    if (this.recorded.size + attempts.length > MAX_RECORDED) this.recorded.clear();
+    for (const a of attempts) this.recorded.add(a);
   }
 
   /** Settling in progress (tests, clean exits). */
@@ -131,7 +147,9 @@ export class JournalWriter {
     this.n++;
     const old = this.file;
     // Every attempt in the old file has its result in it (rotation follows a result).
-    this.settling = this.settling.then(() => settleJournal(this.rootDir, old, false)).catch(() => {});
+    this.settling = this.settling
+      .then(() => settleJournal(this.rootDir, old, false, this.recorded))
+      .catch(() => {});
   }
 }
 
@@ -150,11 +168,17 @@ function parseLines(text: string): Line[] {
 
 /**
  * Write every result of a journal file under its outputPrefix (unless one is there
- * already), then delete the file. With `workerGone`, an attempt started in the file and
+ * already, or the attempt is in `recorded`: its outcome is stored elsewhere), then
+ * delete the file. With `workerGone`, an attempt started in the file and
  * never finished or given back gets an `error.json` saying it was lost. A file that
  * cannot be read is left alone.
  */
-export async function settleJournal(rootDir: string, file: string, workerGone = true): Promise<void> {
+export async function settleJournal(
+  rootDir: string,
+  file: string,
+  workerGone = true,
+  recorded?: Set<string>,
+): Promise<void> {
   let text: string;
   try {
     text = await fs.promises.readFile(file, "utf8");
@@ -170,6 +194,8 @@ export async function settleJournal(rootDir: string, file: string, workerGone = 
     const id = l.r ?? l.x;
     if (id) open.delete(id);
     if (!l.r || (l.k !== "o" && l.k !== "e")) continue;
+    // Stored by the engine's caller: nobody will look for this result.
+    if (recorded?.delete(l.r)) continue;
     const dir = path.join(rootDir, l.p);
     if (readResult(dir)) continue;
     await writeResultFileAsync(

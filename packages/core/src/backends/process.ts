@@ -107,6 +107,8 @@ export interface RunMessage {
   spec: number;
   /** A spec key the worker should forget (its cache is bounded by the parent). */
   drop?: number;
+  /** Attempts this worker ran whose outcomes are stored elsewhere now (see `recorded`). */
+  recorded?: string[];
 }
 
 /** Worker → parent. @internal */
@@ -175,6 +177,9 @@ interface Adopted {
   status?: TaskStatus;
 }
 
+/** Finished attempts remembered for `recorded` at most. */
+const FINISHED_ON_MAX = 100_000;
+
 interface Worker {
   readonly child: ChildProcess;
   readonly pid: number;
@@ -186,6 +191,8 @@ interface Worker {
   last?: Run;
   /** Task specs this worker holds, by the key the parent gave them, oldest first. */
   readonly specs: Set<number>;
+  /** Attempts it ran whose outcomes were recorded, told with its next attempt. */
+  recorded: string[];
   /** Killed by us or about to exit: not to be given work. */
   leaving: boolean;
   alive: boolean;
@@ -233,6 +240,8 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
 
   private readonly size: number;
   private readonly durable: boolean;
+  /** Attempts whose results came back, by the worker that ran them (see `recorded`). */
+  private readonly finishedOn = new Map<string, Worker>();
   private readonly workDir: string;
   private script?: string;
   private readonly workers = new Set<Worker>();
@@ -371,6 +380,28 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
         }
       }
     }
+  }
+
+  /**
+   * The outcomes of these attempts are stored by the engine's caller: each worker that ran
+   * one hears it with its next attempt, and settles no result file for it (see
+   * `JournalWriter.forget`).
+   */
+  recorded(attempts: readonly string[]): void {
+    for (const a of attempts) {
+      const w = this.finishedOn.get(a);
+      if (!w) continue;
+      this.finishedOn.delete(a);
+      if (w.alive && !w.leaving) w.recorded.push(a);
+    }
+  }
+
+  /** Remember which worker returned an attempt's result, until the result is recorded. */
+  private ranOn(attempt: string, w: Worker): void {
+    // Bounded: an engine whose caller never records (or records elsewhere) must not grow this.
+    if (this.finishedOn.size >= FINISHED_ON_MAX)
+      this.finishedOn.delete(this.finishedOn.keys().next().value as string);
+    this.finishedOn.set(attempt, w);
   }
 
   async finalize(_ctx: TaskContext, state: ProcessState): Promise<void> {
@@ -617,6 +648,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
       pid: child.pid ?? -1,
       ...(start === undefined ? {} : { start }),
       specs: new Set(),
+      recorded: [],
       leaving: false,
       alive: true,
       exited: new Promise<void>((r) => (resolveExit = r)),
@@ -674,6 +706,9 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
     msg.req.task = sendSpec ? run.taskSpec : undefined;
     // The worker's spec cache is bounded; the parent decides what it forgets.
     msg.drop = sendSpec && w.specs.size >= WORKER_SPEC_CACHE ? w.specs.values().next().value : undefined;
+    // Free to send: the attempts whose journal results it need not settle into files.
+    msg.recorded = w.recorded.length ? w.recorded : undefined;
+    w.recorded = [];
     w.child.channel?.ref();
     try {
       w.child.send(msg);
@@ -719,6 +754,7 @@ export class ProcessBackend implements BackendPlugin<ProcessState> {
     if (!run || run.id !== m.a) return;
     w.run = undefined;
     w.last = run;
+    if (this.durable) this.ranOn(run.id, w);
     if (m.bye) w.leaving = true;
     if (m.recycle && !run.recycled && !run.status) {
       // See WorkerMessage.recycle: retire this worker, run the attempt on a fresh one.

@@ -182,6 +182,7 @@ const NO_JOURNAL = {
   started(): void {},
   result(): void {},
   released(): void {},
+  forget(): void {},
   idle: async (): Promise<void> => {},
 } as unknown as JournalWriter;
 
@@ -338,6 +339,7 @@ function serve(durable: boolean): void {
       return;
     }
     const root = rootOf(m);
+    if (m.recorded) root.journal.forget(m.recorded);
     const dir = path.join(root.dir, m.outputPrefix);
     try {
       // Before anything runs: a restarted engine then knows this process has the attempt.

@@ -37,6 +37,8 @@ export interface EventLogOptions {
   onLost: (error: TernError) => void;
   /** Group commit shared by the executor's logs; without it each batch is its own transaction. */
   writer?: EventWriter;
+  /** A batch is stored (called once per batch, in order). */
+  onStored?: (events: readonly ExecutionEvent[]) => void;
 }
 
 export class EventLog {
@@ -178,6 +180,11 @@ export class EventLog {
       failures = 0;
       // The batch is stored: only now does it leave the queue (nothing else removes from the front).
       this.queue.splice(0, batch.length);
+      try {
+        this.opts.onStored?.(batch);
+      } catch {
+        // the listener's failure is its own
+      }
       if (ending && this.ending === ending) {
         this.ending = undefined;
         ending.resolve(true);

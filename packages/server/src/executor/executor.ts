@@ -264,6 +264,28 @@ export class Executor {
     return record;
   }
 
+  /**
+   * Resolves once the first claim round after {@link start} is done and every execution it
+   * took is under way again (its engine started), or after `timeoutMs`. A restarting
+   * server waits for this before loading its API, so resuming stored work does not queue
+   * behind module loading.
+   */
+  async resumed(timeoutMs = 2000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    const round = (async () => {
+      while (this.leaseValidUntil === 0 && this.ticking) await this.ticking;
+      await Promise.all([...this.runs.values()].map((r) => r.started));
+    })();
+    try {
+      await Promise.race([round, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Stop an execution: at once if it runs here, else its owner stops it at its next round. */
   async terminate(id: string, reason = "terminated by request"): Promise<ExecutionRecord> {
     const rec = await this.mustGet(id);

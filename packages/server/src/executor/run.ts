@@ -8,6 +8,7 @@
  * failed to start (recorded as a failed execution).
  */
 import {
+  attemptId,
   type BlobStore,
   type CompiledWorkflow,
   type Engine,
@@ -62,6 +63,8 @@ export interface RunHost {
 }
 
 const NODE_TERMINAL = new Set(["succeeded", "failed", "skipped", "aborted"]);
+/** Node phases that carry the outcome of the attempt they name. */
+const ATTEMPT_OUTCOMES = new Set(["succeeded", "failed"]);
 const EVENTS_PAGE = 10_000;
 /** Rows of the node projection rewritten on resume: the last owner may have died before writing them. */
 const PROJECTION_TAIL = 2000;
@@ -83,6 +86,9 @@ export class ExecutionRun {
   readonly wake = new Map<string, () => void>();
   /** Settles when the run is over (finished, detached or failed to start). */
   readonly done: Promise<void>;
+  /** Settles once the engine drives the execution (its work is under way again), or the run is over. */
+  readonly started: Promise<void>;
+  private markStarted!: () => void;
   private detached?: { reason: string; flush: boolean };
   private settled = false;
   /** Recording its outcome: past the point where detaching means anything. */
@@ -100,7 +106,11 @@ export class ExecutionRun {
     private readonly created = false,
   ) {
     this.id = rec.id;
+    this.started = new Promise((resolve) => {
+      this.markStarted = resolve;
+    });
     this.done = this.run();
+    void this.done.finally(() => this.markStarted());
   }
 
   /** The execution's record as this run knows it: terminal once the run recorded its end. */
@@ -199,6 +209,15 @@ export class ExecutionRun {
       logger: host.logger,
       onLost: (e) => this.detach(`lease lost: ${e.message}`, false),
       writer: host.writer,
+      onStored: (events) => {
+        // Attempts whose outcome is stored now: backends may drop what they kept to adopt them.
+        let done: string[] | undefined;
+        for (const e of events) {
+          if (e.node && e.attempt !== undefined && ATTEMPT_OUTCOMES.has(e.phase))
+            (done ??= []).push(attemptId(this.id, e.node, e.attempt));
+        }
+        if (done) host.engine.recorded(done);
+      },
     });
     this.log = log;
     if (stored.length) {
@@ -260,6 +279,7 @@ export class ExecutionRun {
       ...(this.rec.parent ? { parent: this.rec.parent } : {}),
     });
     this.handle = handle;
+    this.markStarted();
     // The projection of what was stored (its rows are written only with later batches,
     // which flush after this synchronous step): built once the engine is under way.
     for (const e of stored) log.projection.apply(e, false);
