@@ -88,9 +88,6 @@ async function openSqlite(file: string, opts: OpenDatabaseOptions): Promise<Open
   }
   handle.pragma("journal_mode = WAL");
   handle.pragma("synchronous = NORMAL");
-  if (process.env.TERN_SQLITE_CACHE) handle.pragma(`cache_size = -${process.env.TERN_SQLITE_CACHE}`);
-  if (process.env.TERN_WAL_CP) handle.pragma(`wal_autocheckpoint = ${process.env.TERN_WAL_CP}`);
-  if (process.env.TERN_SQLITE_MMAP) handle.pragma(`mmap_size = ${process.env.TERN_SQLITE_MMAP}`);
   handle.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
   handle.pragma("foreign_keys = ON");
   const lockKey = memory ? `:memory:${Math.random()}` : resolved;
