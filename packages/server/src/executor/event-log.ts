@@ -131,7 +131,8 @@ export class EventLog {
       await this.flush();
     } finally {
       this.running = undefined;
-      if (this.queue.length && !this.stopped) this.running = this.flushSoon();
+      // Events or the end that came while the last write (or the projection) was under way.
+      if ((this.queue.length || this.ending) && !this.stopped) this.running = this.flushSoon();
       else this.settleDrains();
     }
   }
