@@ -1,7 +1,7 @@
 /**
  * Creating executions and getting their outcome in the same request
  * (`Prefer: wait=<seconds>`, RFC 7240), and creating many at once
- * (`POST …/executions/batch`, all or none): the terminal record with outputs
+ * (`POST …/executions/batch`, all checked before any is created): the terminal record with outputs
  * or error, a wait that runs out, malformed preferences ignored, executions
  * driven by another replica (read from the store), a client that goes away and
  * a server that closes (nothing left behind), batch order, a bad item that

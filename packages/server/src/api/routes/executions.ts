@@ -256,7 +256,7 @@ export function executionRoutes(ctx: ApiContext): FastifyPluginAsync {
         config: { auth: { role: "runner", scope: "path" } },
         attachValidation: true,
         schema: {
-          summary: `Create up to ${MAX_BATCH} executions at once, all or none (Prefer: wait for their outcomes)`,
+          summary: `Create up to ${MAX_BATCH} executions at once, checked first: one invalid item creates none (Prefer: wait for their outcomes)`,
           description: `Each item is a create body (\`workflow\` or \`launchPlan\`, \`inputs\`). Every item is resolved and checked first: if one is invalid the answer is its error (a 400 for bad inputs) with \`executions[<i>]: …\` in the message and \`details.index\`, and no execution is created. Otherwise all are created and the answer lists them in request order. ${WAIT_DESCRIPTION} The wait covers every execution of the batch.`,
           tags: ["executions"],
           params: scopeParams,
