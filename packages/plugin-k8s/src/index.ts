@@ -56,7 +56,7 @@ export {
 } from "./api.js";
 export { type ClusterHealth, ClusterPool, K8S_CLUSTERS, MANAGED_SELECTOR } from "./clusters.js";
 export type { Failover } from "./launch.js";
-export { type Launched, launchObject } from "./launch.js";
+export { followPodLogs, type Launched, launchObject, lostObject } from "./launch.js";
 export { buildMpiJob, MpiPlugin, type MpiState, type MpiTaskConfig, mpiJobStatus } from "./mpi.js";
 export {
   ANNOTATIONS,

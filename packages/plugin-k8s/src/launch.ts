@@ -9,8 +9,8 @@
  * 429 or 5xx after retries). It is logged as `failover: cluster a → b: reason` and
  * recorded in the returned state, which the engine keeps in the `initializing` event.
  */
-import { ErrorCodes, type TaskContext, TernError } from "@tern/core";
-import { isApiError, K8sApiError, type K8sObject, type ResourceRef } from "./api.js";
+import { ErrorCodes, type TaskContext, type TaskStatus, TernError } from "@tern/core";
+import { isApiError, type K8sApi, K8sApiError, type K8sObject, PODS, type ResourceRef } from "./api.js";
 import type { ClusterPool } from "./clusters.js";
 import { belongsTo } from "./names.js";
 import { withRetry } from "./retry.js";
@@ -163,4 +163,63 @@ export async function launchObject(
   throw new TernError(ErrorCodes.SYSTEM, `no cluster could run task "${ctx.task.id.name}"`, {
     kind: "system",
   });
+}
+
+/**
+ * The status of an attempt whose object (`kind`, e.g. "MPIJob", at `where`) was deleted
+ * before it finished: a system failure, so the engine retries the attempt.
+ */
+export function lostObject(kind: string, where: string): TaskStatus {
+  const message = `${kind} ${where} was deleted before it finished (lost)`;
+  return {
+    phase: "failed",
+    message,
+    error: {
+      code: ErrorCodes.SYSTEM,
+      kind: "system",
+      message,
+      hint: "the attempt is retried as a system error",
+    },
+  };
+}
+
+/**
+ * Follow the log of the newest pod that `selector` matches in `namespace` (its first
+ * container, else `container`), waiting for the pod to appear and start (every 250 ms,
+ * at most `tries` times) until `signal` aborts. Ends when the pod's log ends or the pod is gone.
+ */
+export async function* followPodLogs(
+  api: K8sApi,
+  namespace: string,
+  selector: string,
+  container: string,
+  signal: AbortSignal,
+  tries = 600,
+): AsyncIterable<string> {
+  for (let i = 0; i < tries && !signal.aborted; i++) {
+    const pods = await api.list(PODS, namespace, selector);
+    const pod = pods.items.sort((a, b) =>
+      String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)),
+    )[0];
+    if (pod?.metadata.name) {
+      try {
+        for await (const line of api.logs(
+          namespace,
+          pod.metadata.name,
+          pod.spec?.containers?.[0]?.name ?? container,
+          {
+            follow: true,
+            signal,
+          },
+        ))
+          yield line;
+        return;
+      } catch (e) {
+        // 404: the pod is gone; 400: its container has not started yet.
+        if (isApiError(e, 404)) return;
+        if (!isApiError(e, 400)) throw e;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

@@ -20,9 +20,9 @@ import {
   type TaskStatus,
   TernError,
 } from "@tern/core";
-import { isApiError, type K8sObject, MPIJOBS, PODS } from "./api.js";
+import { isApiError, type K8sObject, MPIJOBS } from "./api.js";
 import { type ClusterPool, K8S_CLUSTERS } from "./clusters.js";
-import { type Failover, launchObject } from "./launch.js";
+import { type Failover, followPodLogs, launchObject, lostObject } from "./launch.js";
 import { attemptAnnotations, attemptLabels, objectName } from "./names.js";
 import { K8S_OPTIONS, type ResolvedK8sOptions } from "./options.js";
 import { readErrorDocument } from "./plugin.js";
@@ -284,13 +284,14 @@ export class MpiPlugin implements BackendPlugin<MpiState> {
         if (last.phase === "succeeded" || last.phase === "failed") return this.complete(ctx, last);
         if (this.aborted.has(where))
           return { phase: "aborted", message: `MPIJob ${where} was deleted (aborted)` };
-        return lost(where);
+        return lostObject("MPIJob", where);
       }
       const api = await this.clusters.api(state.cluster);
       try {
         job = await api.get(MPIJOBS, state.namespace, state.mpijob);
       } catch (e) {
-        if (isApiError(e, 404)) return this.aborted.has(where) ? { phase: "aborted" } : lost(where);
+        if (isApiError(e, 404))
+          return this.aborted.has(where) ? { phase: "aborted" } : lostObject("MPIJob", where);
         throw new TernError(ErrorCodes.SYSTEM, `cannot read MPIJob ${where}: ${(e as Error).message}`, {
           kind: "system",
         });
@@ -353,45 +354,11 @@ export class MpiPlugin implements BackendPlugin<MpiState> {
   /** The launcher's log. */
   async *logs(ctx: TaskContext, state: MpiState): AsyncIterable<string> {
     const api = await this.clusters.api(state.cluster);
-    for (let tries = 0; tries < 600 && !ctx.signal.aborted; tries++) {
-      const pods = await api.list(PODS, state.namespace, `${JOB_NAME}=${state.mpijob},${JOB_ROLE}=launcher`);
-      const launcher = pods.items.sort((a, b) =>
-        String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)),
-      )[0];
-      if (launcher?.metadata.name) {
-        try {
-          for await (const line of api.logs(
-            state.namespace,
-            launcher.metadata.name,
-            launcher.spec?.containers?.[0]?.name ?? "launcher",
-            { follow: true, signal: ctx.signal },
-          ))
-            yield line;
-          return;
-        } catch (e) {
-          if (isApiError(e, 404)) return;
-          if (!isApiError(e, 400)) throw e;
-        }
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const launcher = `${JOB_NAME}=${state.mpijob},${JOB_ROLE}=launcher`;
+    yield* followPodLogs(api, state.namespace, launcher, "launcher", ctx.signal);
   }
 
   async close(): Promise<void> {
     await this.clusters.close();
   }
-}
-
-function lost(where: string): TaskStatus {
-  const message = `MPIJob ${where} was deleted before it finished (lost)`;
-  return {
-    phase: "failed",
-    message,
-    error: {
-      code: ErrorCodes.SYSTEM,
-      kind: "system",
-      message,
-      hint: "the attempt is retried as a system error",
-    },
-  };
 }

@@ -30,11 +30,13 @@ import {
 import {
   ANNOTATIONS,
   ClusterPool,
+  followPodLogs,
   isApiError,
   type K8sObject,
   LABELS,
   labelValue,
   launchObject,
+  lostObject,
   type ResolvedK8sOptions,
   type ResourceRef,
   withRetry,
@@ -331,7 +333,9 @@ export class KubeRayPlugin implements BackendPlugin<KubeRayState> {
       if (tomb && (!state.uid || tomb.metadata.uid === state.uid)) {
         const last = rayJobCrStatus(tomb, where, ctx.task.id.name, aborted);
         if (last.phase === "succeeded" || last.phase === "failed") return this.complete(ctx, last);
-        return aborted ? { phase: "aborted", message: `RayJob ${where} was deleted (aborted)` } : lost(where);
+        return aborted
+          ? { phase: "aborted", message: `RayJob ${where} was deleted (aborted)` }
+          : lostObject("RayJob", where);
       }
       const api = await this.clusters.api(state.cluster);
       try {
@@ -340,7 +344,7 @@ export class KubeRayPlugin implements BackendPlugin<KubeRayState> {
         if (isApiError(e, 404))
           return aborted
             ? { phase: "aborted", message: `RayJob ${where} was deleted (aborted)` }
-            : lost(where);
+            : lostObject("RayJob", where);
         throw new TernError(ErrorCodes.SYSTEM, `cannot read RayJob ${where}: ${(e as Error).message}`, {
           kind: "system",
         });
@@ -405,52 +409,11 @@ export class KubeRayPlugin implements BackendPlugin<KubeRayState> {
   /** The submitter pod's log (the driver's output), followed until it exits. */
   async *logs(ctx: TaskContext, state: KubeRayState): AsyncIterable<string> {
     const api = await this.clusters.api(state.cluster);
-    for (let tries = 0; tries < 600 && !ctx.signal.aborted; tries++) {
-      const pods = await api.list(
-        { group: "", version: "v1", plural: "pods" },
-        state.namespace,
-        `${SUBMITTER_LABEL}=${state.rayjob}`,
-      );
-      const pod = pods.items.sort((a, b) =>
-        String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)),
-      )[0];
-      if (pod?.metadata.name) {
-        try {
-          for await (const line of api.logs(
-            state.namespace,
-            pod.metadata.name,
-            pod.spec?.containers?.[0]?.name ?? "ray-job-submitter",
-            {
-              follow: true,
-              signal: ctx.signal,
-            },
-          ))
-            yield line;
-          return;
-        } catch (e) {
-          if (isApiError(e, 404)) return;
-          if (!isApiError(e, 400)) throw e;
-        }
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const submitter = `${SUBMITTER_LABEL}=${state.rayjob}`;
+    yield* followPodLogs(api, state.namespace, submitter, "ray-job-submitter", ctx.signal);
   }
 
   async close(): Promise<void> {
     await this.clusters.close();
   }
-}
-
-function lost(where: string): TaskStatus {
-  const message = `RayJob ${where} was deleted before it finished (lost)`;
-  return {
-    phase: "failed",
-    message,
-    error: {
-      code: ErrorCodes.SYSTEM,
-      kind: "system",
-      message,
-      hint: "the attempt is retried as a system error",
-    },
-  };
 }

@@ -34,6 +34,7 @@ import {
   isApiError,
   type K8sObject,
   launchObject,
+  lostObject,
   objectName,
   PODS,
   podStatus,
@@ -128,12 +129,12 @@ export class SparkPlugin implements BackendPlugin<SparkState> {
       if (tomb && TERMINAL.has(applicationState(tomb))) return this.complete(ctx, state, tomb);
       if (this.aborted.has(where))
         return { phase: "aborted", message: `SparkApplication ${where} was deleted (aborted)` };
-      if (tomb) return lost(where);
+      if (tomb) return lostObject("SparkApplication", where);
       const api = await this.clusters.api(state.cluster);
       try {
         app = await api.get(SPARK_APPLICATIONS, state.namespace, state.application);
       } catch (e) {
-        if (isApiError(e, 404)) return lost(where);
+        if (isApiError(e, 404)) return lostObject("SparkApplication", where);
         throw new TernError(
           ErrorCodes.SYSTEM,
           `cannot read SparkApplication ${where}: ${(e as Error).message}`,
@@ -325,18 +326,4 @@ function withLinks(status: TaskStatus, app: K8sObject): TaskStatus {
     return { ...status, logLinks: [...(status.logLinks ?? []), { name: "Spark UI", url }] };
   }
   return status;
-}
-
-function lost(where: string): TaskStatus {
-  const message = `SparkApplication ${where} was deleted before it finished (lost)`;
-  return {
-    phase: "failed",
-    message,
-    error: {
-      code: ErrorCodes.SYSTEM,
-      kind: "system",
-      message,
-      hint: "the attempt is retried as a system error",
-    },
-  };
 }
