@@ -383,20 +383,11 @@ export class ExecutionRepository {
       // Give the execution up in the same statement (its last one as this replica's).
       ...(opts.release ? { owner: null, lease_expires_at: null } : {}),
     });
-    if (opts.phases === undefined) {
-      // The executor's hot path (its end, under its lease): a fixed statement shape.
-      const where = opts.owner === undefined ? { id } : { id, owner: opts.owner };
-      return (await updateRows(db, this.ctx.dialect, "executions", set, where)) > 0;
-    }
-    if (opts.phases.length === 0) return false;
-    let q = db
-      .updateTable("executions")
-      .set(set)
-      .where("id", "=", id)
-      .where("phase", "in", [...opts.phases]);
-    if (opts.owner !== undefined) q = q.where("owner", "=", opts.owner);
-    const r = await q.executeTakeFirst();
-    return Number(r.numUpdatedRows) > 0;
+    if (opts.phases?.length === 0) return false;
+    const where: Record<string, unknown> = { id };
+    if (opts.owner !== undefined) where.owner = opts.owner;
+    if (opts.phases !== undefined) where.phase = [...opts.phases];
+    return (await updateRows(db, this.ctx.dialect, "executions", set, where)) > 0;
   }
 
   /** A page of executions, newest first. */

@@ -116,7 +116,8 @@ export async function fenceRows(
 
 /**
  * `update table set <set> where <where>` with every value bound; `set` values of `null`
- * are bound as NULL. Returns the number of rows changed.
+ * are bound as NULL, a `where` value that is an array is `in (…)` its items (at least
+ * one). Returns the number of rows changed.
  */
 export async function updateRows(
   db: Db,
@@ -127,13 +128,21 @@ export async function updateRows(
 ): Promise<number> {
   const setCols = Object.keys(set);
   const whereCols = Object.keys(where);
-  const text = cached(`${dialect}|update|${table}|${setCols.join(",")}|${whereCols.join(",")}`, () => {
-    const p = params(dialect, setCols.length + whereCols.length, 1);
-    const s = setCols.map((c, i) => `"${c}" = ${p[i]}`).join(", ");
-    const w = whereCols.map((c, i) => `"${c}" = ${p[setCols.length + i]}`).join(" and ");
-    return `update "${table}" set ${s} where ${w}`;
-  });
-  const values = [...setCols.map((c) => set[c]), ...whereCols.map((c) => where[c])];
+  const sizes = whereCols.map((c) => (Array.isArray(where[c]) ? (where[c] as unknown[]).length : 0));
+  const text = cached(
+    `${dialect}|update|${table}|${setCols.join(",")}|${whereCols.join(",")}|${sizes.join(",")}`,
+    () => {
+      const s = setCols.map((c, i) => `"${c}" = ${params(dialect, 1, i + 1)[0]}`).join(", ");
+      let at = setCols.length + 1;
+      const w = whereCols.map((c, i) => {
+        const list = params(dialect, sizes[i] || 1, at);
+        at += list.length;
+        return sizes[i] ? `"${c}" in (${list.join(", ")})` : `"${c}" = ${list[0]}`;
+      });
+      return `update "${table}" set ${s} where ${w.join(" and ")}`;
+    },
+  );
+  const values = [...setCols.map((c) => set[c]), ...whereCols.flatMap((c) => where[c] as unknown)];
   const r = await db.executeQuery(CompiledQuery.raw(text, values));
   return Number(r.numAffectedRows ?? 0n);
 }
