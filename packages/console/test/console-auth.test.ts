@@ -67,6 +67,15 @@ afterEach(async (ctx) => {
 
 const url = (p: string) => `${srv.server.url}${p}`;
 
+/**
+ * The header's phase comes from the watch stream, which can answer before the
+ * execution's record has loaded; the actions depend on the record, so wait for
+ * it (its workflow link) before looking at them.
+ */
+async function recordShown() {
+  await expect.poll(() => page.locator('.exec-head a[href*="/workflows/hello"]').count()).toBe(1);
+}
+
 async function signIn(token: string) {
   await page.getByLabel("API token").fill(token);
   await page.getByRole("button", { name: "Use token" }).click();
@@ -88,6 +97,7 @@ describe("console with tokens", () => {
     await expect
       .poll(() => page.locator(".exec-head h1 .phase").getAttribute("data-phase"))
       .toBe("succeeded");
+    await recordShown();
     expect(await page.getByRole("button", { name: "Relaunch" }).count()).toBe(0);
     expect(await page.locator(".actions").textContent()).toContain("read-only");
     expect(await page.locator(".role").textContent()).toContain("viewer");
@@ -112,6 +122,7 @@ describe("console with tokens", () => {
     await expect
       .poll(() => page.locator(".exec-head h1 .phase").getAttribute("data-phase"), { timeout: 20_000 })
       .toBe("succeeded");
+    await recordShown();
     expect(await page.getByRole("button", { name: "Relaunch" }).count()).toBe(1);
   });
 
