@@ -9,6 +9,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { ErrorCodes, TernError } from "./errors.js";
+import { tmpPath } from "./tmp-path.js";
 
 export interface BlobStore {
   /** URI scheme and root, e.g. `file:///repo/.tern/blobs`. */
@@ -113,7 +114,7 @@ export class LocalBlobStore implements BlobStore {
     const p = this.keyPath(key);
     await fs.mkdir(path.dirname(p), { recursive: true });
     // Write then rename, so readers never see half a blob.
-    const tmp = `${p}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const tmp = tmpPath(p);
     await fs.writeFile(tmp, data);
     await fs.rename(tmp, p);
     return pathToFileURL(p).href;

@@ -14,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import { prepareCodeVersions } from "./code-version.js";
 import { ErrorCodes, TernError } from "./errors.js";
 import { esbuild } from "./esbuild.js";
+import { tmpPath } from "./tmp-path.js";
 
 export interface Bundle {
   /** `sha256:<hex>` of the bundle's bytes. */
@@ -135,7 +136,7 @@ export async function bundleEntry(entry: string, opts: { projectRoot?: string } 
   const file = bundlePath(projectRoot, digest);
   if (!fs.existsSync(file)) {
     fs.mkdirSync(outDir, { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = tmpPath(file);
     fs.writeFileSync(tmp, out.contents);
     fs.renameSync(tmp, file);
   }

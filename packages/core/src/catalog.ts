@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { sha256 } from "./hash.js";
 import { canonicalJson, type Json } from "./json.js";
 import type { TaskSpec } from "./spec.js";
+import { tmpPath } from "./tmp-path.js";
 
 export interface CacheProducer {
   execution: string;
@@ -361,7 +362,7 @@ export class DiskCatalog extends MemoryCatalog {
 
   private maybeCompact(): void {
     if (this.logBytes < 64 * 1024 || this.logBytes < 2 * this.totalBytes) return;
-    const tmp = `${this.logPath}.${process.pid}.tmp`;
+    const tmp = tmpPath(this.logPath);
     const text = [...this.entries.values()].map((entry) => JSON.stringify({ op: "put", entry })).join("\n");
     fs.writeFileSync(tmp, text ? `${text}\n` : "");
     fs.closeSync(this.fd);

@@ -15,6 +15,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ErrorDocument } from "../errors.js";
 import type { Json } from "../json.js";
+import { tmpPath } from "../tmp-path.js";
 
 export const OUTPUTS_FILE = "outputs.json";
 export const ERROR_FILE = "error.json";
@@ -88,7 +89,7 @@ export function blobRootDir(root: string): string {
 /** Write `text` to `file` (creating its directory) so that readers see all of it or nothing. */
 export function writeResultFile(file: string, text: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = tmpPath(file);
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
 }
@@ -96,7 +97,7 @@ export function writeResultFile(file: string, text: string): void {
 /** The same, without blocking the caller's thread. */
 export async function writeResultFileAsync(file: string, text: string): Promise<void> {
   await fs.promises.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = tmpPath(file);
   await fs.promises.writeFile(tmp, text);
   await fs.promises.rename(tmp, file);
 }

@@ -13,6 +13,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
 import { type BlobStore, ErrorCodes, TernError } from "@tern/core";
+import { tmpPath } from "./tmp-path.js";
 
 type Sdk = typeof import("@aws-sdk/client-s3");
 
@@ -249,7 +250,7 @@ export class S3BlobStore implements BlobStore {
       const etagFile = `${target}.etag`;
       if (!immutable && (await pathExists(target)) && (await readText(etagFile)) === head) return target;
       await fs.mkdir(slot, { recursive: true });
-      const tmp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+      const tmp = tmpPath(target);
       await fs.writeFile(tmp, await this.get(uri));
       await fs.rename(tmp, target);
       if (!immutable) await fs.writeFile(etagFile, head);
@@ -262,7 +263,7 @@ export class S3BlobStore implements BlobStore {
       throw new TernError(ErrorCodes.BLOB_NOT_FOUND, `blob not found: ${uri}`, { kind: "system" });
     }
     await fs.mkdir(slot, { recursive: true });
-    const tmp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const tmp = tmpPath(target);
     await pool(keys, this.opts.concurrency ?? 8, async (k) => {
       const dest = path.join(tmp, ...k.slice(dirPrefix.length).split("/"));
       await fs.mkdir(path.dirname(dest), { recursive: true });

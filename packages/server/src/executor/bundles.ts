@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type BlobStore, bundlePath, type CompiledWorkflow, ErrorCodes, TernError } from "@tern/core";
+import { tmpPath } from "../blob/tmp-path.js";
 
 /** Blob key of a registered code bundle. */
 export function bundleKey(digest: string): string {
@@ -34,7 +35,7 @@ export async function materializeBundles(
     }
     fs.mkdirSync(path.dirname(file), { recursive: true });
     // Write then rename: another replica on this machine may be copying the same bundle.
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = tmpPath(file);
     fs.writeFileSync(tmp, await blobs.get(uri));
     fs.renameSync(tmp, file);
   }
