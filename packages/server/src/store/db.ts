@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ErrorCodes, TernError } from "@tern/core";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect } from "./kysely.js";
 import type { Database } from "./schema.js";
 import { StoreSqliteDialect } from "./sqlite-driver.js";
 

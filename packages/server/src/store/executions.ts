@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ErrorDocument, Json, TernError } from "@tern/core";
-import { type Kysely, sql } from "kysely";
+import type { Kysely } from "kysely";
 import {
   decodeCursor,
   definedOnly,
@@ -19,6 +19,7 @@ import {
   toJsonPatch,
 } from "./codec.js";
 import { StoreErrorCodes, storeError } from "./errors.js";
+import { sql } from "./kysely.js";
 import { insertRows, updateRows } from "./rows.js";
 import type { Database, ExecutionsTable } from "./schema.js";
 

@@ -5,8 +5,9 @@
  */
 
 import { ErrorCodes, TernError } from "@tern/core";
-import { type Kysely, sql } from "kysely";
+import type { Kysely } from "kysely";
 import { type Migration, type MigrationResultSet, Migrator } from "kysely/migration";
+import { sql } from "./kysely.js";
 
 /** Domains every store starts with, in display order. */
 export const DEFAULT_DOMAINS = ["development", "staging", "production"] as const;

@@ -6,8 +6,9 @@
  * dialect and row count and only the parameters change. Identifiers are constants of this
  * module; every value is a bound parameter.
  */
-import { CompiledQuery, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import type { DialectName } from "./db.js";
+import { CompiledQuery } from "./kysely.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database>;
