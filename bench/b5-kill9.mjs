@@ -13,12 +13,15 @@
  *  - restart → resumed: from spawning the new process to the first event it appends
  *    (its "resumed by" marker), and to the first node event after it (work resumes);
  *  - restart → ready: until the new control plane listens (its API loads while the
- *    executor already resumes, so "ready → first event" may be negative);
+ *    executor already resumes stored work, so it comes after the first events);
  *  - duplicated node runs: nodes whose body ran more than once (must be 0);
  *  - attempts adopted (their stored result, or the worker still running them);
  *  - total time to finish after the restart.
  *
- *   pnpm build && node bench/b5-kill9.mjs [--nodes 10000] [--workers 4] [--ms 2] [--at 0.4]
+ * The whole cycle runs `--runs` times (each on a fresh directory): one restart's timing
+ * varies by ±15 % here, so the record gives every run, and the target is judged on the median.
+ *
+ *   pnpm build && node bench/b5-kill9.mjs [--runs 5] [--nodes 10000] [--workers 4] [--ms 2] [--at 0.4]
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -74,11 +77,56 @@ async function main() {
     const i = args.indexOf(`--${name}`);
     return i >= 0 ? Number(args[i + 1]) : dflt;
   };
-  const N = arg("nodes", 10_000);
-  const WORKERS = arg("workers", 4);
-  const MS = arg("ms", 2);
-  const AT = arg("at", 0.4);
+  const cfg = { N: arg("nodes", 10_000), WORKERS: arg("workers", 4), MS: arg("ms", 2), AT: arg("at", 0.4) };
+  const RUNS = arg("runs", 5);
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) {
+    const one = await once(cfg);
+    console.error(
+      `run ${r + 1}/${RUNS}: restart → first event ${one.resume.restartToFirstEventMs} ms, → first node event ${one.resume.restartToFirstNodeEventMs} ms, ${one.duplicatedNodeRuns} duplicated, ${one.outcome}`,
+    );
+    runs.push(one);
+  }
+  const firstNode = runs.map((x) => x.resume.restartToFirstNodeEventMs ?? Number.POSITIVE_INFINITY);
+  const sorted = [...firstNode].sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  const correct = runs.every((x) => x.correct);
+  const cpus = os.cpus();
+  const report = {
+    benchmark: "b5-kill9",
+    description: `kill -9 of an executor process (SQLite, process backend with ${cfg.WORKERS} workers) running one execution of ${cfg.N} tasks (${cfg.MS} ms each) after ${Math.round(cfg.AT * 100)}% of the bodies ran; a new executor process on the same database and directories resumes it. Repeated ${RUNS} times, each on a fresh directory.`,
+    backend: "process",
+    nodes: cfg.N,
+    workers: cfg.WORKERS,
+    taskMs: cfg.MS,
+    targetResumeMs: 1000,
+    // Every run finished every node exactly once, and the median restart → first node event is under the target.
+    pass: correct && median < 1000,
+    summary: {
+      runs: RUNS,
+      restartToFirstNodeEventMs: { min: sorted[0], median, max: sorted[sorted.length - 1] },
+      runsOverTarget: firstNode.filter((v) => v >= 1000).length,
+      duplicatedNodeRuns: runs.reduce((a, x) => a + x.duplicatedNodeRuns, 0),
+      nodesNeverRun: runs.reduce((a, x) => a + x.nodesNeverRun, 0),
+    },
+    runs: runs.map(({ correct: _, ...x }) => x),
+    machine: {
+      cpu: cpus[0]?.model ?? "unknown",
+      cores: cpus.length,
+      node: process.version,
+      platform: `${os.platform()} ${os.arch()}`,
+      loadAverage1m: Math.round(os.loadavg()[0] * 100) / 100,
+    },
+    at: new Date().toISOString(),
+  };
+  console.log(JSON.stringify(report, null, 2));
+  const out = path.join(here, "results", "b5-kill9.json");
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+}
 
+/** One kill -9 and restart, on a fresh directory. */
+async function once({ N, WORKERS, MS, AT }) {
   const { bundleEntry, compile, importBundle } = await import("@tern/core");
   const { Store } = await import(serverDist);
   const zodDir = path.dirname(createRequire(path.join(coreDir, "package.json")).resolve("zod/package.json"));
@@ -191,21 +239,9 @@ export const wide = workflow({ name: "b5_wide", inputs: { log: z.string(), ms: z
   const duplicated = [...counts.values()].filter((c) => c > 1).length;
   const missing = N - counts.size;
 
-  const cpus = os.cpus();
-  const report = {
-    benchmark: "b5-kill9",
-    description: `kill -9 of an executor process (SQLite, process backend with ${WORKERS} workers) running one execution of ${N} tasks (${MS} ms each) after ${Math.round(AT * 100)}% of the bodies ran; a new executor process on the same database and directories resumes it`,
-    backend: "process",
-    nodes: N,
-    workers: WORKERS,
-    taskMs: MS,
-    targetResumeMs: 1000,
-    pass:
-      duplicated === 0 &&
-      missing === 0 &&
-      rec.phase === "succeeded" &&
-      firstNodeEvent !== undefined &&
-      firstNodeEvent.at - restartAt < 1000,
+  fs.rmSync(root, { recursive: true, force: true });
+  return {
+    correct: duplicated === 0 && missing === 0 && rec.phase === "succeeded" && firstNodeEvent !== undefined,
     outcome: rec.phase,
     atKill: {
       bodiesRun: ranBeforeKill,
@@ -217,26 +253,11 @@ export const wide = workflow({ name: "b5_wide", inputs: { log: z.string(), ms: z
       restartToReadyMs: readyAt - restartAt,
       restartToFirstEventMs: marker ? marker.at - restartAt : null,
       restartToFirstNodeEventMs: firstNodeEvent ? firstNodeEvent.at - restartAt : null,
-      readyToFirstEventMs: marker ? marker.at - readyAt : null,
-      readyToFirstNodeEventMs: firstNodeEvent ? firstNodeEvent.at - readyAt : null,
       killToRestartMs: restartAt - killedAt,
     },
     duplicatedNodeRuns: duplicated,
     nodesNeverRun: missing,
     adopted: { result: adoptedResult, running: adoptedRunning },
     timesMs: { beforeKill: killedAt - t0, restartToFinish: finishedAt - restartAt },
-    machine: {
-      cpu: cpus[0]?.model ?? "unknown",
-      cores: cpus.length,
-      node: process.version,
-      platform: `${os.platform()} ${os.arch()}`,
-      loadAverage1m: Math.round(os.loadavg()[0] * 100) / 100,
-    },
-    at: new Date().toISOString(),
   };
-  console.log(JSON.stringify(report, null, 2));
-  const out = path.join(here, "results", "b5-kill9.json");
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-  fs.rmSync(root, { recursive: true, force: true });
 }
